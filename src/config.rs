@@ -1,0 +1,489 @@
+//! The configuration file: who may call, for whom, which commands, which
+//! namespace, and where kubesu's own credentials are. It decides what a sudo
+//! caller may do, so it is read only from a root-owned file that nobody else
+//! can write, through a path nobody else can redirect.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::failure::{Code, Context, Failure, Result};
+use crate::naming::Policy;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub callers: Callers,
+    pub users: Users,
+    pub cluster: Cluster,
+    pub namespace: Namespace,
+    #[serde(rename = "command", default)]
+    pub commands: Vec<Command>,
+    #[serde(default)]
+    pub spark: Spark,
+    #[serde(default)]
+    pub runtime: Runtime,
+    #[serde(default)]
+    pub environment: Environment,
+    #[serde(default)]
+    pub privileges: Privileges,
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+/// The service users allowed to call kubesu through sudo.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Callers {
+    pub users: Vec<String>,
+}
+
+/// The end users kubesu may act for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Users {
+    /// A user must belong to at least one of these groups.
+    pub allowed_groups: Vec<String>,
+    #[serde(default = "default_min_uid")]
+    pub min_uid: u32,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// kubesu's own kubeconfig: powerful, root-only, never handed over.
+    pub kubeconfig: PathBuf,
+    /// The ClusterRole each run's ServiceAccount is bound to in its namespace.
+    pub cluster_role: String,
+    /// The API server URL written into the user's kubeconfig, when it differs
+    /// from the one in kubesu's kubeconfig.
+    #[serde(default)]
+    pub server: Option<String>,
+    #[serde(default = "default_token_ttl", deserialize_with = "duration")]
+    pub token_ttl: Duration,
+    #[serde(default = "default_max_token_ttl", deserialize_with = "duration")]
+    pub max_token_ttl: Duration,
+    /// Deadline of every single API call.
+    #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// How long revocation keeps retrying before it leaves the run to `gc`.
+    #[serde(default = "default_revoke_timeout", deserialize_with = "duration")]
+    pub revoke_timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    pub policy: PolicyName,
+    pub template: String,
+    /// Namespaces kubesu did not create but may use (e.g. a shared one).
+    #[serde(default)]
+    pub adopt: Vec<String>,
+    /// Labels and annotations for namespaces kubesu creates.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyName {
+    PerUser,
+    PerTeam,
+    Fixed,
+    PerRun,
+}
+
+impl From<PolicyName> for Policy {
+    fn from(p: PolicyName) -> Self {
+        match p {
+            PolicyName::PerUser => Policy::PerUser,
+            PolicyName::PerTeam => Policy::PerTeam,
+            PolicyName::Fixed => Policy::Fixed,
+            PolicyName::PerRun => Policy::PerRun,
+        }
+    }
+}
+
+/// A command the caller may run. Matched by absolute path after resolution.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub path: PathBuf,
+    /// A spark-submit: kubesu forces its master, namespace and credentials.
+    #[serde(default)]
+    pub spark_submit: bool,
+    /// Extra variables for this command only (e.g. SPARK_HOME).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spark {
+    /// Extra Spark settings users may not set; "prefix.*" for a prefix.
+    #[serde(default)]
+    pub deny_conf: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    #[serde(default = "default_runtime_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            dir: default_runtime_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// PATH for the command; the caller's is never used.
+    #[serde(default = "default_secure_path")]
+    pub path: String,
+    /// Caller variables passed through unchanged, by exact name.
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Variables set for every command.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self {
+            path: default_secure_path(),
+            keep: Vec::new(),
+            set: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privileges {
+    #[serde(default = "yes")]
+    pub no_new_privs: bool,
+}
+
+impl Default for Privileges {
+    fn default() -> Self {
+        Self { no_new_privs: true }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// A JSON line per event to syslog, facility authpriv, as sudo does.
+    #[serde(default = "yes")]
+    pub syslog: bool,
+    /// And/or appended to this root-owned file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            syslog: true,
+            file: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_min_uid() -> u32 {
+    1000
+}
+fn default_token_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_max_token_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_revoke_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_runtime_dir() -> PathBuf {
+    PathBuf::from("/run/kubesu")
+}
+fn default_secure_path() -> String {
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// "90s", "30m", "2h", "1d", or plain seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("duration {text:?} is not a number followed by s, m, h or d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => {
+            return Err(format!(
+                "duration {text:?} has unknown unit {unit:?}: use s, m, h or d"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+impl Config {
+    /// Parse and check the file's content (not its ownership).
+    pub fn parse(text: &str, origin: &Path) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            Failure::config(format!(
+                "config file {} is invalid: {}fix the file and run `kubesu check`",
+                origin.display(),
+                e
+            ))
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &Path) -> Result<()> {
+        let bad = |what: String| {
+            Err(Failure::config(format!(
+                "config file {}: {what}",
+                origin.display()
+            )))
+        };
+        if self.callers.users.is_empty() {
+            return bad(
+                "[callers] users is empty: name the service users that may call kubesu".into(),
+            );
+        }
+        if self.users.allowed_groups.is_empty() {
+            return bad(
+                "[users] allowed_groups is empty: name the groups whose members kubesu may act for"
+                    .into(),
+            );
+        }
+        if self.users.min_uid == 0 {
+            return bad("[users] min_uid is 0: kubesu never acts for root; use 1000 or the first regular uid".into());
+        }
+        for c in &self.commands {
+            if !c.path.is_absolute() {
+                return bad(format!(
+                    "[[command]] path {:?} is not absolute: commands are matched by absolute path",
+                    c.path
+                ));
+            }
+        }
+        if !self.cluster.kubeconfig.is_absolute() {
+            return bad("[cluster] kubeconfig must be an absolute path".into());
+        }
+        if !self.runtime.dir.is_absolute() {
+            return bad("[runtime] dir must be an absolute path".into());
+        }
+        if self.cluster.token_ttl < MIN_TOKEN_TTL
+            || self.cluster.max_token_ttl < self.cluster.token_ttl
+        {
+            return bad(format!(
+                "[cluster] token_ttl must be at least {}s (the API server's minimum) and at most max_token_ttl",
+                MIN_TOKEN_TTL.as_secs()
+            ));
+        }
+        crate::naming::namespace(
+            self.namespace.policy.into(),
+            &self.namespace.template,
+            "check",
+            Some("check"),
+            &crate::naming::RunId::parse("aaaaaaaaaaaaaaaa")?,
+        )
+        .map_err(|e| Failure::config(format!("config file {}: {e}", origin.display())))?;
+        Ok(())
+    }
+
+    /// The rule for a command, by its resolved absolute path.
+    pub fn command(&self, path: &Path) -> Option<&Command> {
+        self.commands.iter().find(|c| c.path == path)
+    }
+}
+
+/// TokenRequest refuses shorter lifetimes.
+pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// Read the config file, refusing one that anybody but root could have
+/// written or redirected.
+pub fn load(path: &Path) -> Result<Config> {
+    check_trusted_path(path, "config file")?;
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .or_fail(Code::Config, || {
+            format!(
+                "cannot open config file {}; install one (see `man kubesu`) or pass --config as root",
+                path.display()
+            )
+        })?;
+    let meta = file.metadata().or_fail(Code::Config, || {
+        format!("cannot stat config file {}", path.display())
+    })?;
+    check_root_owned(path, &meta, "config file")?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).or_fail(Code::Config, || {
+        format!("cannot read config file {}", path.display())
+    })?;
+    Config::parse(&text, path)
+}
+
+/// Every directory from `/` down to the file's parent must be a real
+/// directory owned by root and writable by nobody else: otherwise someone
+/// could swap the file.
+pub fn check_trusted_path(path: &Path, what: &str) -> Result<()> {
+    if !path.is_absolute() {
+        return Err(Failure::config(format!(
+            "{what} {} is not an absolute path",
+            path.display()
+        )));
+    }
+    let mut dir = PathBuf::from("/");
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    for part in std::iter::once(None).chain(parent.components().skip(1).map(Some)) {
+        if let Some(part) = part {
+            dir.push(part);
+        }
+        let meta = std::fs::symlink_metadata(&dir).or_fail(Code::Config, || {
+            format!(
+                "cannot inspect {} above {what} {}",
+                dir.display(),
+                path.display()
+            )
+        })?;
+        if !meta.file_type().is_dir() {
+            return Err(Failure::config(format!(
+                "{} above {what} {} is not a directory (a symlink?): kubesu follows no links to its configuration",
+                dir.display(),
+                path.display()
+            )));
+        }
+        check_root_owned(&dir, &meta, &format!("directory above {what}"))?;
+    }
+    Ok(())
+}
+
+/// Owned by root, not writable by group or others, and (for files) regular.
+pub fn check_root_owned(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()> {
+    if meta.uid() != 0 {
+        return Err(Failure::config(format!(
+            "{what} {} is owned by uid {}, not root: `chown root {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        )));
+    }
+    // The sticky bit does not help here: root could still be raced within
+    // a world-writable directory by other users' names.
+    if meta.mode() & 0o022 != 0 {
+        return Err(Failure::config(format!(
+            "{what} {} is writable by group or others (mode {:o}): `chmod go-w {}`",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    if !meta.file_type().is_dir() && !meta.file_type().is_file() {
+        return Err(Failure::config(format!(
+            "{what} {} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const EXAMPLE: &str = include_str!("../examples/config.toml");
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let c = Config::parse(EXAMPLE, Path::new("example.toml")).expect("example config is valid");
+        assert!(!c.callers.users.is_empty());
+        assert!(c.commands.iter().any(|c| c.spark_submit));
+        assert!(c.privileges.no_new_privs);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_line_and_column() {
+        let text = EXAMPLE.replacen("[callers]", "[callers]\nuserz = [\"x\"]", 1);
+        let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert_eq!(err.code, Code::Config);
+        assert!(err.message.contains("line"), "{}", err.message);
+        assert!(err.message.contains("column"), "{}", err.message);
+        assert!(err.message.contains("userz"), "{}", err.message);
+    }
+
+    #[test]
+    fn relative_command_paths_are_refused() {
+        let text = format!("{EXAMPLE}\n[[command]]\npath = \"bin/true\"\n");
+        let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(err.message.contains("not absolute"), "{}", err.message);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        for bad in ["", "h", "1w", "-5m", "1.5h", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn too_short_token_ttl_is_refused() {
+        let text = EXAMPLE.replace("token_ttl = \"1h\"", "token_ttl = \"5m\"");
+        assert!(Config::parse(&text, Path::new("c.toml")).is_err());
+    }
+
+    #[test]
+    fn a_world_writable_directory_above_is_refused() {
+        // /tmp is world-writable (sticky): a config below it is never trusted.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, EXAMPLE).expect("write");
+        let err = load(&file).unwrap_err();
+        assert_eq!(err.code, Code::Config);
+    }
+}

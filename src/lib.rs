@@ -1,0 +1,49 @@
+//! kubesu: run one command as an end user with temporary Kubernetes
+//! credentials scoped to one namespace, created for the run and revoked when
+//! it ends. See `man kubesu` and `run::run` for the phases.
+
+pub mod cli;
+pub mod config;
+pub mod failure;
+pub mod naming;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Mode};
+use crate::failure::Failure;
+
+/// Parse the command line, run the mode, and return the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap exits 2 on usage errors; kubesu promises sysexits codes.
+            let _ = e.print();
+            return if e.use_stderr() { 64 } else { 0 };
+        }
+    };
+    match dispatch(cli) {
+        Ok(status) => status,
+        Err(failure) => {
+            eprintln!("kubesu: {failure}");
+            failure.exit_status()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> failure::Result<i32> {
+    match cli.mode {
+        Mode::Run(_) => not_yet("run", 3),
+        Mode::Shell(_) => not_yet("shell", 4),
+        Mode::Gc(_) => not_yet("gc", 5),
+        Mode::List(_) => not_yet("list", 5),
+        Mode::Revoke(_) => not_yet("revoke", 5),
+        Mode::Check(_) => not_yet("check", 7),
+    }
+}
+
+fn not_yet(mode: &str, issue: u32) -> failure::Result<i32> {
+    Err(Failure::config(format!(
+        "`kubesu {mode}` is not implemented yet (issue {issue}); nothing was done"
+    )))
+}
