@@ -319,6 +319,7 @@ impl Config {
                 MIN_TOKEN_TTL.as_secs()
             ));
         }
+        crate::environment::check_config(&self.environment, &self.commands)?;
         crate::naming::namespace(
             self.namespace.policy.into(),
             &self.namespace.template,

@@ -27,6 +27,9 @@ pub enum Code {
 pub struct Failure {
     pub code: Code,
     pub message: String,
+    /// Exit with this instead of the code, e.g. 128+N when signal N
+    /// stopped a run before its command started.
+    pub status: Option<i32>,
 }
 
 pub type Result<T> = std::result::Result<T, Failure>;
@@ -36,6 +39,7 @@ impl Failure {
         Self {
             code,
             message: message.into(),
+            status: None,
         }
     }
     pub fn usage(message: impl Into<String>) -> Self {
@@ -57,9 +61,16 @@ impl Failure {
         Self::new(Code::Config, message)
     }
 
+    pub fn with_status(self, status: i32) -> Self {
+        Self {
+            status: Some(status),
+            ..self
+        }
+    }
+
     /// The exit status kubesu ends with for this failure.
     pub fn exit_status(&self) -> i32 {
-        self.code as i32
+        self.status.unwrap_or(self.code as i32)
     }
 }
 

@@ -2,10 +2,20 @@
 //! credentials scoped to one namespace, created for the run and revoked when
 //! it ends. See `man kubesu` and `run::run` for the phases.
 
+pub mod audit;
+pub mod authorize;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod environment;
 pub mod failure;
+pub mod handover;
 pub mod naming;
+pub mod revoke;
+pub mod run;
+pub mod spark;
+pub mod supervise;
+pub mod sys;
 
 use clap::Parser;
 
@@ -22,6 +32,8 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 64 } else { 0 };
         }
     };
+    // Before kubesu opens anything of its own.
+    sys::close_inherited_descriptors();
     match dispatch(cli) {
         Ok(status) => status,
         Err(failure) => {
@@ -33,7 +45,7 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> failure::Result<i32> {
     match cli.mode {
-        Mode::Run(_) => not_yet("run", 3),
+        Mode::Run(args) => run::run(cli.config.as_deref(), &args.target, &args.command),
         Mode::Shell(_) => not_yet("shell", 4),
         Mode::Gc(_) => not_yet("gc", 5),
         Mode::List(_) => not_yet("list", 5),

@@ -12,7 +12,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/testbed/install-deps.sh
 bash tests/testbed/users.sh
-trap 'bash tests/testbed/bed.sh down' EXIT
+trap 'bash tests/testbed/bed.sh down; bash tests/testbed/syslog.sh stop' EXIT
+bash tests/testbed/syslog.sh start
 bash tests/testbed/bed.sh up
 eval "$(bash tests/testbed/bed.sh env)"
 

@@ -85,3 +85,147 @@ pub fn unique(prefix: &str) -> String {
         .subsec_nanos();
     format!("{prefix}-{}-{:x}", std::process::id(), nanos)
 }
+
+// --- the installed kubesu, as a platform uses it ---------------------------
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const KUBESU: &str = "/usr/sbin/kubesu";
+pub const CONFIG: &str = "/etc/kubesu/config.toml";
+pub const SERVICE_USER: &str = "kubesu-svc";
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn install_file(from: &Path, to: &str, mode: u32) {
+    let tmp = format!("{to}.kubesu-test");
+    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copy {} to {tmp}: {e}", from.display()));
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("install {to}: {e}"));
+}
+
+/// Install this build of kubesu, the example config, kubesu's kubeconfig
+/// (the bed's admin), the sudoers drop-in and the Spark ClusterRole, once per
+/// test binary. Needs root and the bed: fails loudly without them.
+pub fn install() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "integration tests run as root: `sudo bash tests/run.sh`"
+        );
+        assert!(Path::new(&admin_kubeconfig_path()).exists(), "{BED_HELP}");
+        assert!(
+            nix::unistd::User::from_name(SERVICE_USER)
+                .ok()
+                .flatten()
+                .is_some(),
+            "test users missing: run `bash tests/testbed/users.sh` (tests/run.sh does)"
+        );
+        std::fs::create_dir_all("/etc/kubesu").expect("mkdir /etc/kubesu");
+        std::fs::set_permissions("/etc/kubesu", std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        install_file(Path::new(env!("CARGO_BIN_EXE_kubesu")), KUBESU, 0o755);
+        install_file(Path::new(&repo("examples/config.toml")), CONFIG, 0o644);
+        install_file(
+            Path::new(&admin_kubeconfig_path()),
+            "/etc/kubesu/kubeconfig",
+            0o600,
+        );
+        let sudoers = repo("sudoers.d/kubesu");
+        let check = Command::new("visudo")
+            .args(["-cf", &sudoers])
+            .output()
+            .expect("visudo");
+        assert!(
+            check.status.success(),
+            "visudo rejects sudoers.d/kubesu: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        install_file(Path::new(&sudoers), "/etc/sudoers.d/kubesu", 0o440);
+        let applied = Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                &admin_kubeconfig_path(),
+                "apply",
+                "-f",
+                &repo("deploy/spark-clusterrole.yaml"),
+            ])
+            .output()
+            .expect("kubectl");
+        assert!(
+            applied.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+    });
+}
+
+pub fn ids_of(user: &str) -> (u32, u32) {
+    let u = nix::unistd::User::from_name(user)
+        .expect("getpwnam")
+        .unwrap_or_else(|| panic!("no user {user}"));
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+/// `sudo -n kubesu ARGS` as the platform's service user, as a platform runs it.
+pub fn sudo_kubesu(args: &[&str]) -> Command {
+    install();
+    let (uid, gid) = ids_of(SERVICE_USER);
+    let mut command = Command::new("sudo");
+    command
+        .arg("-n")
+        .arg(KUBESU)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null());
+    command
+}
+
+/// kubesu as root directly (an administrator's shell), with a clean
+/// environment.
+pub fn root_kubesu(args: &[&str]) -> Command {
+    install();
+    let mut command = Command::new(KUBESU);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .stdin(Stdio::null());
+    command
+}
+
+pub fn output(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The run record kubesu prints with --json: the last line of stderr.
+pub fn run_record(o: &Output) -> serde_json::Value {
+    let err = stderr(o);
+    let line = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON record in: {err}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad record {line}: {e}"))
+}

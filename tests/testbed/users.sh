@@ -3,6 +3,7 @@
 #   kubesu-svc            the platform's service user, the only sudo caller
 #   alice, bob, carol     end users in kubesu-users (alice, bob in team-red;
 #                         bob also in team-blue)
+#   dave                  an end user whose namespace the tests pre-create
 #   mallory               a user outside kubesu-users
 #   lowuid                in kubesu-users, but uid below the minimum (1000)
 set -euo pipefail
@@ -26,4 +27,5 @@ user alice 3001 kubesu-users,team-red
 user bob 3002 kubesu-users,team-red,team-blue
 user carol 3003 kubesu-users
 user mallory 3004 ""
+user dave 3006 kubesu-users
 user lowuid 990 kubesu-users

@@ -1,0 +1,151 @@
+//! The lease: the run's ServiceAccount, which records who holds it (host,
+//! pid, boot id, process start, caller, user, expiry) so that `gc` can tell a
+//! live run from a dead one with nothing kept on local disk, and the
+//! RoleBinding that gives it the configured ClusterRole in its namespace.
+//! Deleting the ServiceAccount invalidates its tokens at once; the
+//! RoleBinding's owner reference lets the garbage collector remove it too.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Api;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+
+use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation, api_failure, is_not_found};
+use crate::failure::Result;
+
+/// Everything recorded on the lease.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lease {
+    pub run: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub user: String,
+    pub caller: String,
+    /// RFC 3339.
+    pub expires: String,
+    pub host: String,
+    pub pid: u32,
+    pub process_start: u64,
+    pub boot_id: String,
+    pub command: String,
+}
+
+impl Lease {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
+            (RUN_LABEL.into(), self.run.clone()),
+            (USER_LABEL.into(), crate::naming::user_label(&self.user)),
+        ])
+    }
+
+    fn annotations(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (annotation::EXPIRES.into(), self.expires.clone()),
+            (annotation::USER.into(), self.user.clone()),
+            (annotation::CALLER.into(), self.caller.clone()),
+            (annotation::HOST.into(), self.host.clone()),
+            (annotation::PID.into(), self.pid.to_string()),
+            (
+                annotation::PROCESS_START.into(),
+                self.process_start.to_string(),
+            ),
+            (annotation::BOOT_ID.into(), self.boot_id.clone()),
+            (annotation::COMMAND.into(), self.command.clone()),
+        ])
+    }
+}
+
+/// Create the ServiceAccount; returns its uid, for owner references.
+pub async fn create(cluster: &Cluster, lease: &Lease) -> Result<String> {
+    let api: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &lease.namespace);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(lease.service_account.clone()),
+            labels: Some(lease.labels()),
+            annotations: Some(lease.annotations()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let what = format!(
+        "creating ServiceAccount {}/{} for user {}",
+        lease.namespace, lease.service_account, lease.user
+    );
+    let created = cluster
+        .call(&what, api.create(&PostParams::default(), &account))
+        .await?;
+    Ok(created.metadata.uid.unwrap_or_default())
+}
+
+/// Bind the configured ClusterRole to the run's ServiceAccount, in its
+/// namespace only.
+pub async fn bind(
+    cluster: &Cluster,
+    lease: &Lease,
+    cluster_role: &str,
+    account_uid: &str,
+) -> Result<()> {
+    let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), &lease.namespace);
+    let binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some(lease.service_account.clone()),
+            labels: Some(lease.labels()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "ServiceAccount".into(),
+                name: lease.service_account.clone(),
+                uid: account_uid.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: cluster_role.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: lease.service_account.clone(),
+            namespace: Some(lease.namespace.clone()),
+            ..Default::default()
+        }]),
+    };
+    let what = format!(
+        "binding ClusterRole {cluster_role} to ServiceAccount {}/{}",
+        lease.namespace, lease.service_account
+    );
+    cluster
+        .call(&what, api.create(&PostParams::default(), &binding))
+        .await
+        .map(drop)
+}
+
+/// Delete the RoleBinding and the ServiceAccount, concurrently; either being
+/// gone already is success.
+pub async fn release(cluster: &Cluster, namespace: &str, name: &str) -> Result<()> {
+    let bindings: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), namespace);
+    let params = DeleteParams::background();
+    let what_binding = format!("deleting RoleBinding {namespace}/{name}");
+    let what_account = format!("deleting ServiceAccount {namespace}/{name}");
+    let (binding, account) = tokio::join!(
+        cluster.deadline(&what_binding, bindings.delete(name, &params)),
+        cluster.deadline(&what_account, accounts.delete(name, &params)),
+    );
+    // The account first: it is what invalidates the token.
+    match account? {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(api_failure(&what_account, e)),
+    }
+    match binding? {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(api_failure(&what_binding, e)),
+    }
+}

@@ -1,0 +1,118 @@
+//! The run's namespace: used only if kubesu owns it (or the config lists it),
+//! created with kubesu's ownership label if absent.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+use super::{Cluster, MANAGED_BY, RUN_LABEL, annotation, api_failure, is_conflict, is_not_found};
+use crate::failure::{Failure, Result};
+
+/// What the namespace should look like if kubesu creates it.
+pub struct Wanted<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+    /// Existing namespaces kubesu may use without owning them.
+    pub adopt: &'a [String],
+    /// Set for per-run namespaces: labelled with the run, so `gc` can tell
+    /// whose it is; such a namespace must not exist yet.
+    pub run: Option<&'a str>,
+    /// Expiry for per-run namespaces.
+    pub expires: &'a str,
+}
+
+/// Whether this run created the namespace (and so deletes it, per run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Ensured {
+    Created,
+    Existing,
+}
+
+/// One GET on the fast path; a create only when it is absent. A concurrent
+/// creator (another run for the same user) is fine: then it is kubesu's.
+pub async fn ensure(cluster: &Cluster, wanted: &Wanted<'_>) -> Result<Ensured> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let reading = format!("reading namespace {}", wanted.name);
+    if let Some(existing) = cluster.call(&reading, api.get_opt(wanted.name)).await? {
+        return check_usable(wanted, &existing).map(|()| Ensured::Existing);
+    }
+    let creating = format!("creating namespace {}", wanted.name);
+    match cluster
+        .deadline(
+            &creating,
+            api.create(&PostParams::default(), &new_namespace(wanted)),
+        )
+        .await?
+    {
+        Ok(_) => Ok(Ensured::Created),
+        Err(e) if is_conflict(&e) => {
+            let existing = cluster.call(&reading, api.get(wanted.name)).await?;
+            check_usable(wanted, &existing).map(|()| Ensured::Existing)
+        }
+        Err(e) => Err(api_failure(&creating, e)),
+    }
+}
+
+fn new_namespace(wanted: &Wanted<'_>) -> Namespace {
+    let mut labels = wanted.labels.clone();
+    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    let mut annotations = wanted.annotations.clone();
+    if let Some(run) = wanted.run {
+        labels.insert(RUN_LABEL.into(), run.into());
+        annotations.insert(annotation::EXPIRES.into(), wanted.expires.into());
+    }
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(wanted.name.into()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// kubesu never adopts a namespace it did not create or was not told to use
+/// (Kubeflow's rule): another team's namespace, kube-system or default would
+/// otherwise become the user's.
+fn check_usable(wanted: &Wanted<'_>, existing: &Namespace) -> Result<()> {
+    let name = wanted.name;
+    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let owned = labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
+    if !owned && !wanted.adopt.iter().any(|a| a == name) {
+        return Err(Failure::denied(format!(
+            "namespace {name} exists but was not created by kubesu (no label {}={}); \
+             kubesu will not use it. Delete it, pick another namespace template, \
+             or list it under [namespace] adopt in the config",
+            MANAGED_BY.0, MANAGED_BY.1
+        )));
+    }
+    if wanted.run.is_some() {
+        return Err(Failure::software(format!(
+            "per-run namespace {name} already exists: run ids must be unique; retry"
+        )));
+    }
+    if existing.metadata.deletion_timestamp.is_some() {
+        return Err(Failure::unavailable(format!(
+            "namespace {name} is being deleted (by `kubesu gc` or an administrator); retry in a few seconds"
+        )));
+    }
+    Ok(())
+}
+
+/// Delete a per-run namespace (everything in it goes with it).
+pub async fn delete(cluster: &Cluster, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let what = format!("deleting namespace {name}");
+    match cluster
+        .deadline(&what, api.delete(name, &Default::default()))
+        .await?
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(api_failure(&what, e)),
+    }
+}

@@ -1,0 +1,416 @@
+//! `kubesu run`: one run, phase by phase, as the brief lists them:
+//! authorize, name, prepare, hand over, drop privileges and exec, supervise,
+//! revoke, audit. Each phase is a function with a typed input and output.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+use crate::authorize::{self, Authorized, Request};
+use crate::cli::{DEFAULT_CONFIG, Target};
+use crate::cluster::lease::Lease;
+use crate::cluster::namespace::{self, Ensured, Wanted};
+use crate::cluster::{Cluster, lease, token};
+use crate::config::{self, Config};
+use crate::failure::{Code, Context, Failure, Result};
+use crate::handover::{self, Credentials, Handover};
+use crate::naming::{self, Policy, RunId};
+use crate::revoke::{self, Grant};
+use crate::supervise::{self, Outcome};
+use crate::sys::privdrop::{self, Launch};
+use crate::sys::{self, Invoker, process, signals};
+use crate::{audit, environment, spark};
+
+/// Phase timings, in order, for `-v`, `--json` and the audit record.
+struct Clock {
+    verbose: bool,
+    last: Instant,
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl Clock {
+    fn new(verbose: bool) -> Self {
+        Self {
+            verbose,
+            last: Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, phase: &'static str) {
+        let took = self.last.elapsed();
+        self.last = Instant::now();
+        if self.verbose {
+            eprintln!("kubesu: {phase}: {:.1} ms", took.as_secs_f64() * 1000.0);
+        }
+        self.phases.push((phase, took));
+    }
+
+    fn json(&self) -> serde_json::Value {
+        self.phases
+            .iter()
+            .map(|(p, d)| (p.to_string(), json!((d.as_secs_f64() * 1e6).round() / 1e3)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+}
+
+/// Which config file applies: --config only for a root shell.
+pub fn load_config(asked: Option<&Path>, invoker: &Invoker) -> Result<Config> {
+    match asked {
+        Some(path) if invoker.came_through_sudo() => Err(Failure::denied(format!(
+            "--config {} is refused: through sudo kubesu always reads {DEFAULT_CONFIG}, so a caller cannot pick its own policy",
+            path.display()
+        ))),
+        Some(path) => config::load(path),
+        None => config::load(Path::new(DEFAULT_CONFIG)),
+    }
+}
+
+/// Everything decided before touching the cluster.
+struct Plan {
+    run: RunId,
+    policy: Policy,
+    namespace: String,
+    service_account: String,
+    handover: Handover,
+    expires: Timestamp,
+}
+
+fn name(config: &Config, who: &Authorized<'_>) -> Result<Plan> {
+    let run = RunId::generate()?;
+    let policy: Policy = config.namespace.policy.into();
+    let namespace = naming::namespace(
+        policy,
+        &config.namespace.template,
+        &who.user.name,
+        who.team.as_deref(),
+        &run,
+    )?;
+    let service_account = naming::service_account(&who.user.name, &run);
+    let ttl = SignedDuration::try_from(who.ttl)
+        .map_err(|e| Failure::usage(format!("--ttl is too large: {e}")))?;
+    let expires = Timestamp::now()
+        .checked_add(ttl)
+        .map_err(|e| Failure::usage(format!("--ttl is too large: {e}")))?;
+    Ok(Plan {
+        handover: handover::planned(&config.runtime.dir, &run),
+        run,
+        policy,
+        namespace,
+        service_account,
+        expires,
+    })
+}
+
+/// The command line that runs: the configured program, forced Spark
+/// settings first when it is a spark-submit, then the user's arguments.
+fn command_line(who: &Authorized<'_>, plan: &Plan, cluster: &Cluster) -> Vec<OsString> {
+    if !who.rule.spark_submit {
+        return who.args.clone();
+    }
+    let forced = spark::Forced {
+        master: format!("k8s://{}", cluster.server),
+        namespace: plan.namespace.clone(),
+        service_account: plan.service_account.clone(),
+        token_file: plan.handover.token.clone(),
+        ca_file: plan.handover.ca.clone(),
+        run_label: (spark::RUN_LABEL_KEY.into(), plan.run.to_string()),
+    };
+    // command_line() puts argv[0] first; Launch takes the program apart.
+    spark::command_line(who.program.clone().into(), &who.args, &forced)
+        .into_iter()
+        .skip(1)
+        .collect()
+}
+
+/// What the run created, in the order it did.
+struct Prepared {
+    grant: Grant,
+    token: token::Token,
+}
+
+/// Three sequential round trips: the namespace, the lease, then the
+/// binding and the token together.
+async fn prepare(
+    cluster: &Cluster,
+    config: &Config,
+    who: &Authorized<'_>,
+    plan: &Plan,
+) -> Result<Prepared> {
+    let expires = plan.expires.to_string();
+    let run = plan.run.to_string();
+    let wanted = Wanted {
+        name: &plan.namespace,
+        labels: &config.namespace.labels,
+        annotations: &config.namespace.annotations,
+        adopt: &config.namespace.adopt,
+        run: (plan.policy == Policy::PerRun).then_some(run.as_str()),
+        expires: &expires,
+    };
+    let ensured = namespace::ensure(cluster, &wanted).await?;
+    let grant = Grant {
+        namespace: plan.namespace.clone(),
+        service_account: plan.service_account.clone(),
+        per_run_namespace: ensured == Ensured::Created && plan.policy == Policy::PerRun,
+    };
+    let record = Lease {
+        run: run.clone(),
+        namespace: plan.namespace.clone(),
+        service_account: plan.service_account.clone(),
+        user: who.user.name.clone(),
+        caller: who.caller.name.clone(),
+        expires,
+        host: sys::hostname(),
+        pid: std::process::id(),
+        process_start: process::start_time(std::process::id()).unwrap_or_default(),
+        boot_id: sys::boot_id(),
+        command: who.program.display().to_string(),
+    };
+    let created = async {
+        let uid = lease::create(cluster, &record).await?;
+        let (bound, minted) = tokio::join!(
+            lease::bind(cluster, &record, &config.cluster.cluster_role, &uid),
+            token::mint(cluster, &plan.namespace, &plan.service_account, who.ttl),
+        );
+        bound?;
+        minted
+    }
+    .await;
+    match created {
+        Ok(token) => Ok(Prepared { grant, token }),
+        Err(failure) => {
+            // Roll back whatever part was created; the lease's expiry lets
+            // `gc` finish the job if this fails too.
+            if let Err(rollback) =
+                revoke::revoke(cluster, &grant, config.cluster.revoke_timeout).await
+            {
+                eprintln!("kubesu: {rollback}");
+            }
+            Err(failure)
+        }
+    }
+}
+
+/// The run, end to end. Returns the command's exit status.
+pub fn run(config_path: Option<&Path>, target: &Target, command: &[OsString]) -> Result<i32> {
+    let mut clock = Clock::new(target.verbose);
+    let invoker = Invoker::current();
+    authorize::check_invoker(&invoker)?;
+    let config = load_config(config_path, &invoker)?;
+    let request = Request {
+        user: &target.user,
+        team: target.team.as_deref(),
+        ttl: target.ttl.as_deref(),
+        command,
+    };
+    let who = authorize::authorize(&config, &invoker, &request)?;
+    if who.rule.spark_submit {
+        spark::check(&who.args, &config.spark.deny_conf)?;
+    }
+    clock.done("authorize");
+
+    let plan = name(&config, &who)?;
+    clock.done("name");
+
+    // From here on signals wait for kubesu to handle them: a SIGTERM during
+    // prepare must still lead to a clean revocation.
+    signals::block();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .or_fail(Code::Software, || "cannot start kubesu's event loop".into())?;
+    let cluster = runtime.block_on(Cluster::connect(
+        &config.cluster.kubeconfig,
+        config.cluster.server.as_deref(),
+        config.cluster.request_timeout,
+    ))?;
+    let argv = command_line(&who, &plan, &cluster);
+
+    if target.dry_run {
+        print_plan(&config, &who, &plan, &argv);
+        return Ok(0);
+    }
+    let audit_sink = audit::AuditSink {
+        syslog: config.audit.syslog,
+        file: config.audit.file.as_deref(),
+    };
+    let mut record = json!({
+        "event": "start",
+        "run": plan.run.as_str(),
+        "caller": who.caller,
+        "user": who.user.name,
+        "uid": who.user.uid.as_raw(),
+        "team": who.team,
+        "namespace": plan.namespace,
+        "service_account": plan.service_account,
+        "program": who.program,
+        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "host": sys::hostname(),
+        "pid": std::process::id(),
+    });
+    warn_all(audit::record(&audit_sink, &record));
+
+    process::forbid_dumps().or_fail(Code::Software, || "cannot make kubesu undumpable".into())?;
+    process::become_subreaper()
+        .or_fail(Code::Software, || "cannot become a child subreaper".into())?;
+    handover::ensure_runtime_dir(&config.runtime.dir)?;
+
+    let prepared = runtime.block_on(prepare(&cluster, &config, &who, &plan))?;
+    clock.done("prepare");
+
+    let started = hand_over_and_start(&cluster, &config, &who, &plan, &prepared, argv);
+    let outcome = match started {
+        Ok(child) => {
+            clock.done("handover+exec");
+            let outcome = supervise::supervise(child);
+            clock.done("supervise");
+            Ok(outcome)
+        }
+        Err(failure) => Err(failure),
+    };
+
+    // Whatever happened since prepare: revoke.
+    let revoked = runtime.block_on(revoke::revoke(
+        &cluster,
+        &prepared.grant,
+        config.cluster.revoke_timeout,
+    ));
+    let removed = handover::remove(&config.runtime.dir, &plan.run);
+    clock.done("revoke");
+
+    let status = match &outcome {
+        Ok(outcome) => outcome.status,
+        Err(failure) => failure.exit_status(),
+    };
+    record["event"] = json!("end");
+    record["status"] = json!(status);
+    record["token_expires"] = json!(prepared.token.expires);
+    record["revoked"] = json!(revoked.is_ok());
+    record["phases_ms"] = clock.json();
+    if let Ok(Outcome {
+        forwarded,
+        stragglers_ended,
+        ..
+    }) = &outcome
+    {
+        record["signals_forwarded"] = json!(forwarded);
+        record["stragglers_ended"] = json!(stragglers_ended);
+    }
+    warn_all(audit::record(&audit_sink, &record));
+    if let Err(e) = &revoked {
+        eprintln!("kubesu: warning: {e}");
+    }
+    if let Err(e) = &removed {
+        eprintln!("kubesu: warning: {e}");
+    }
+    if target.json {
+        eprintln!("{record}");
+    }
+    outcome.map(|o| o.status)
+}
+
+fn hand_over_and_start(
+    cluster: &Cluster,
+    config: &Config,
+    who: &Authorized<'_>,
+    plan: &Plan,
+    prepared: &Prepared,
+    argv: Vec<OsString>,
+) -> Result<nix::unistd::Pid> {
+    let credentials = Credentials {
+        server: &cluster.server,
+        ca_pem: &cluster.ca_pem,
+        token: &prepared.token.secret,
+        namespace: &plan.namespace,
+        service_account: &plan.service_account,
+    };
+    handover::hand_over(
+        &config.runtime.dir,
+        &plan.run,
+        who.user.uid,
+        who.user.gid,
+        &credentials,
+    )?;
+    // A signal that came during prepare: do not start the command at all.
+    if let Some(signal) = signals::pending() {
+        return Err(Failure::new(
+            Code::Software,
+            format!("received {signal} before the command started; revoked, nothing ran"),
+        )
+        .with_status(128 + signal as i32));
+    }
+    let env = command_environment(config, who, plan);
+    let directories: Vec<PathBuf> = std::env::current_dir()
+        .into_iter()
+        .chain([who.user.home.clone()])
+        .collect();
+    privdrop::spawn(&Launch {
+        program: who.program.clone(),
+        args: argv,
+        env,
+        user: who.user.name.clone(),
+        uid: who.user.uid,
+        gid: who.user.gid,
+        groups: who.user.groups.clone(),
+        directories,
+        no_new_privs: config.privileges.no_new_privs,
+    })
+}
+
+fn command_environment(
+    config: &Config,
+    who: &Authorized<'_>,
+    plan: &Plan,
+) -> Vec<(OsString, OsString)> {
+    environment::build(
+        std::env::vars_os(),
+        &config.environment,
+        who.rule,
+        &environment::RunVars {
+            home: who.user.home.as_os_str(),
+            user: &who.user.name,
+            shell: who.user.shell.as_os_str(),
+            kubeconfig: plan.handover.kubeconfig.as_os_str(),
+            run_id: plan.run.as_str(),
+            namespace: &plan.namespace,
+        },
+    )
+}
+
+fn print_plan(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) {
+    let plan = json!({
+        "dry_run": true,
+        "run": plan.run.as_str(),
+        "caller": who.caller,
+        "user": who.user.name,
+        "namespace": plan.namespace,
+        "namespace_policy": format!("{:?}", plan.policy),
+        "objects": [
+            format!("Namespace/{} (if absent)", plan.namespace),
+            format!("ServiceAccount/{}/{}", plan.namespace, plan.service_account),
+            format!("RoleBinding/{}/{} -> ClusterRole/{}", plan.namespace, plan.service_account, config.cluster.cluster_role),
+            format!("TokenRequest for {} seconds", who.ttl.as_secs()),
+        ],
+        "handover": plan.handover,
+        "program": who.program,
+        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "environment": command_environment(config, who, plan)
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect::<Vec<_>>(),
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&plan).unwrap_or_default()
+    );
+}
+
+fn warn_all(warnings: Vec<String>) {
+    for w in warnings {
+        eprintln!("kubesu: warning: {w}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The supervising parent: root, small and idle. It sleeps in sigtimedwait,
+//! forwards signals to the command's process group, and when the command
+//! ends, ends what is left of its tree (TERM, a grace period, KILL) and
+//! reaps it all.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::sys::{process, signals};
+
+/// How the command ended, and which signals kubesu passed on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// The command's status as a shell reports it (128+N for signal N).
+    pub status: i32,
+    pub forwarded: Vec<String>,
+    /// Processes of the tree still running after the command exited, that
+    /// kubesu had to end.
+    pub stragglers_ended: bool,
+}
+
+/// Time the rest of the tree gets between TERM and KILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Wait for `child` (the leader of its own process group) to exit, then end
+/// its remaining tree. Signals must have been blocked before the fork.
+pub fn supervise(child: Pid) -> Outcome {
+    let mut forwarded = Vec::new();
+    let status = loop {
+        match signals::wait(None) {
+            Some(Signal::SIGCHLD) => {
+                if let (Some(status), _) = process::reap(child) {
+                    break status;
+                }
+            }
+            Some(signal) => {
+                process::forward(child, signal);
+                forwarded.push(signal.as_str().to_string());
+            }
+            None => {}
+        }
+    };
+    let stragglers_ended = end_tree(child);
+    Outcome {
+        status,
+        forwarded,
+        stragglers_ended,
+    }
+}
+
+/// TERM what is left, wait up to the grace period, then KILL; reap all.
+/// Returns whether anything was left.
+fn end_tree(group: Pid) -> bool {
+    if process::children().is_empty() && !group_alive(group) {
+        let _ = process::reap(group);
+        return false;
+    }
+    process::signal_tree(group, Signal::SIGTERM);
+    let deadline = Instant::now() + GRACE;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        if let (_, false) = process::reap(group)
+            && !group_alive(group)
+        {
+            return true;
+        }
+        // Woken early by SIGCHLD; other signals are dropped: the command
+        // is already gone, the rest is being ended anyway.
+        signals::wait(Some(left.min(Duration::from_millis(200))));
+    }
+    loop {
+        process::signal_tree(group, Signal::SIGKILL);
+        if let (_, false) = process::reap(group)
+            && !group_alive(group)
+        {
+            return true;
+        }
+        signals::wait(Some(Duration::from_millis(100)));
+    }
+}
+
+/// Members of the group that are not kubesu's children (their own parent is
+/// still alive) count too.
+fn group_alive(group: Pid) -> bool {
+    nix::sys::signal::killpg(group, None).is_ok()
+}
