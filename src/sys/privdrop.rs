@@ -121,9 +121,14 @@ fn check_dropped(uid: Uid, gid: Gid) -> std::result::Result<(), Errno> {
     Ok(())
 }
 
-/// Signals ignored by the caller stay ignored across exec; the command gets
-/// the defaults, as after login. (std resets the signal mask.)
+/// Signals ignored or blocked by kubesu or its caller stay so across exec;
+/// the command gets the defaults, as after login.
 fn reset_signal_dispositions() {
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     for signal in Signal::iterator() {
         if signal != Signal::SIGKILL && signal != Signal::SIGSTOP {

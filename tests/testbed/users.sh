@@ -4,6 +4,7 @@
 #   alice, bob, carol     end users in kubesu-users (alice, bob in team-red;
 #                         bob also in team-blue)
 #   dave                  an end user whose namespace the tests pre-create
+#   erin                  an end user whose runs the tests only ever refuse
 #   mallory               a user outside kubesu-users
 #   lowuid                in kubesu-users, but uid below the minimum (1000)
 set -euo pipefail
@@ -28,4 +29,5 @@ user bob 3002 kubesu-users,team-red,team-blue
 user carol 3003 kubesu-users
 user mallory 3004 ""
 user dave 3006 kubesu-users
+user erin 3007 kubesu-users
 user lowuid 990 kubesu-users

@@ -1,0 +1,526 @@
+//! `kubesu run` end to end: through real sudo as the platform's service
+//! user, against the real control plane, asserting what the system and the
+//! cluster show.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::Api;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+
+const SH: &str = "/usr/bin/sh";
+
+fn run_as(user: &str, command: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "--json", "--user", user, "--"];
+    args.extend_from_slice(command);
+    output(&mut sudo_kubesu(&args))
+}
+
+/// Objects kubesu created for one run, in its namespace.
+async fn run_objects(namespace: &str, run: &str) -> (usize, usize) {
+    let admin = admin_client().await;
+    let selector = ListParams::default().labels(&format!("kubesu.io/run={run}"));
+    let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), namespace)
+        .list(&selector)
+        .await
+        .expect("list service accounts");
+    let bindings = Api::<RoleBinding>::namespaced(admin, namespace)
+        .list(&selector)
+        .await
+        .expect("list rolebindings");
+    (accounts.items.len(), bindings.items.len())
+}
+
+/// Every kubesu-labelled ServiceAccount of a namespace.
+async fn kubesu_accounts(namespace: &str) -> usize {
+    let admin = admin_client().await;
+    Api::<ServiceAccount>::namespaced(admin, namespace)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=kubesu"))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_command_runs_as_the_user_with_only_their_groups() {
+    let out = run_as("alice", &["id"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "uid=3001(alice) gid=3001(alice) groups=3001(alice),1001(kubesu-users),1002(team-red)"
+    );
+    // Silent on success: only the --json record.
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines().filter(|l| !l.starts_with('{')).count(),
+        0,
+        "unexpected stderr: {err}"
+    );
+}
+
+#[test]
+fn the_environment_holds_nothing_unexpected() {
+    let out = run_as("alice", &["env"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let names: BTreeSet<String> = stdout(&out)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "HOME",
+        "KUBECONFIG",
+        "KUBESU_NAMESPACE",
+        "KUBESU_RUN_ID",
+        "LANG",
+        "LOGNAME",
+        "PATH",
+        "SHELL",
+        "TERM",
+        "USER",
+    ]
+    .map(String::from)
+    .into();
+    let unexpected: Vec<_> = names.difference(&expected).collect();
+    assert!(
+        unexpected.is_empty(),
+        "unexpected variables: {unexpected:?}"
+    );
+    assert!(
+        names.is_superset(&expected),
+        "missing: {:?}",
+        expected.difference(&names).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_hostile_environment_from_a_root_caller_does_not_reach_the_command() {
+    let out = output(
+        root_kubesu(&["run", "--user", "alice", "--", "env"])
+            .env("LD_PRELOAD", "/nonexistent/evil.so")
+            .env("LD_LIBRARY_PATH", "/tmp")
+            .env("KUBECONFIG", "/tmp/mine")
+            .env("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+            .env("SPARK_CONF_DIR", "/tmp/conf")
+            .env("BASH_FUNC_x%%", "() { echo pwned; }")
+            .env("TZ", "../../../etc/shadow")
+            .env("PLATFORM_JOB_ID", "job-42"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let env = stdout(&out);
+    for banned in [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "KUBERNETES_SERVICE_HOST",
+        "SPARK_CONF_DIR",
+        "BASH_FUNC",
+        "TZ=",
+    ] {
+        assert!(
+            !env.contains(banned),
+            "{banned} reached the command:\n{env}"
+        );
+    }
+    assert!(
+        !env.contains("/tmp/mine"),
+        "the caller's KUBECONFIG reached the command"
+    );
+    assert!(
+        env.contains("PLATFORM_JOB_ID=job-42"),
+        "the configured keep-list was not honoured:\n{env}"
+    );
+}
+
+#[test]
+fn handed_credentials_work_in_the_namespace_only_and_files_are_private() {
+    let script = r#"
+        dir=$(dirname "$KUBECONFIG")
+        stat -c '%a %U %G' "$dir" "$dir/kubeconfig" "$dir/token" "$dir/ca.crt"
+        sleep 5 & echo fds: $(ls /proc/$!/fd); kill $!
+        kubectl get pods >/dev/null && echo own-namespace-ok
+        kubectl get pods -n default 2>&1 | grep -q Forbidden && echo other-namespace-forbidden
+        kubectl get pods --all-namespaces 2>&1 | grep -q Forbidden && echo cluster-forbidden
+        test -r /etc/kubesu/kubeconfig || echo kubesu-kubeconfig-unreadable
+        tail -c 1 "$dir/token" | od -An -c
+    "#;
+    let out = run_as("alice", &[SH, "-c", script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(|l| l.trim().to_string()).collect();
+    assert_eq!(lines[0], "700 alice alice", "run directory");
+    for file in &lines[1..4] {
+        assert_eq!(file, "600 alice alice", "a handed-over file");
+    }
+    assert_eq!(lines[4], "fds: 0 1 2", "descriptors above 2 must be closed");
+    for expected in [
+        "own-namespace-ok",
+        "other-namespace-forbidden",
+        "cluster-forbidden",
+        "kubesu-kubeconfig-unreadable",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "missing {expected} in {lines:?}"
+        );
+    }
+    assert!(
+        !lines.last().expect("od").contains("\\n"),
+        "the token ends with a newline"
+    );
+}
+
+#[tokio::test]
+async fn after_the_run_the_credentials_are_gone() {
+    let out = run_as(
+        "alice",
+        &[SH, "-c", "cat \"$(dirname \"$KUBECONFIG\")/token\""],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let record = run_record(&out);
+    let run = record["run"].as_str().expect("run id").to_string();
+    let namespace = record["namespace"].as_str().expect("namespace").to_string();
+    assert_eq!(record["revoked"], true);
+    assert_eq!(
+        run_objects(&namespace, &run).await,
+        (0, 0),
+        "ServiceAccount or RoleBinding left"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/run/kubesu/{run}")).exists(),
+        "run directory left"
+    );
+    let token = stdout(&out);
+    let user = token_client(&token).await;
+    eventually(
+        Duration::from_secs(15),
+        "the run's token answers 401",
+        || {
+            let user = user.clone();
+            let namespace = namespace.clone();
+            async move { list_pods_status(&user, &namespace).await == 401 }
+        },
+    )
+    .await;
+}
+
+#[test]
+fn exit_statuses_come_back_as_the_command_left_them() {
+    for (script, status) in [("exit 0", 0), ("exit 3", 3), ("kill -TERM $$", 143)] {
+        let out = run_as("alice", &[SH, "-c", script]);
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{script}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_to_kubesu_reaches_the_command_and_revocation_still_happens() {
+    let mut child = sudo_kubesu(&[
+        "run",
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "echo started; exec sleep 60",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn sudo kubesu");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("read");
+    assert_eq!(first.trim(), "started");
+    // sudo relays the signal to kubesu, as when a platform cancels a job.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let record = run_record(&out);
+    assert_eq!(record["signals_forwarded"], serde_json::json!(["SIGTERM"]));
+    assert_eq!(record["revoked"], true);
+    let (run, namespace) = (
+        record["run"].as_str().expect("run"),
+        record["namespace"].as_str().expect("ns"),
+    );
+    assert_eq!(run_objects(namespace, run).await, (0, 0));
+}
+
+#[tokio::test]
+async fn twenty_concurrent_runs_for_one_user_with_no_namespace_yet_all_succeed() {
+    install();
+    let admin = admin_client().await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    if namespaces
+        .get_opt("kubesu-carol")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        namespaces
+            .delete("kubesu-carol", &Default::default())
+            .await
+            .expect("delete");
+        eventually(Duration::from_secs(60), "kubesu-carol deleted", || {
+            let namespaces = namespaces.clone();
+            async move {
+                namespaces
+                    .get_opt("kubesu-carol")
+                    .await
+                    .expect("get")
+                    .is_none()
+            }
+        })
+        .await;
+    }
+    let runs: Vec<_> = (0..20)
+        .map(|_| {
+            sudo_kubesu(&["run", "--user", "carol", "--", "/usr/bin/true"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert_eq!(
+        kubesu_accounts("kubesu-carol").await,
+        0,
+        "ServiceAccounts left behind"
+    );
+    let bindings = Api::<RoleBinding>::namespaced(admin, "kubesu-carol")
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=kubesu"))
+        .await
+        .expect("list");
+    assert!(bindings.items.is_empty(), "RoleBindings left behind");
+    let namespace = namespaces
+        .get("kubesu-carol")
+        .await
+        .expect("namespace created");
+    let labels = namespace.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("kubesu")
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_kubesu_does_not_own_is_refused_and_nothing_is_created() {
+    let admin = admin_client().await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    if namespaces
+        .get_opt("kubesu-dave")
+        .await
+        .expect("get")
+        .is_none()
+    {
+        let foreign = Namespace {
+            metadata: ObjectMeta {
+                name: Some("kubesu-dave".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        namespaces
+            .create(&PostParams::default(), &foreign)
+            .await
+            .expect("create");
+    }
+    let out = run_as("dave", &["id"]);
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not created by kubesu"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "the command ran");
+    assert_eq!(kubesu_accounts("kubesu-dave").await, 0);
+}
+
+const SPARK_SUBMIT: &str = "/var/cache/kubesu-testbed/pyspark-3.5/bin/spark-submit";
+
+#[tokio::test]
+async fn forbidden_spark_arguments_are_refused_before_anything_is_created() {
+    for args in [
+        &["--conf", "spark.kubernetes.namespace=default", "app.py"][..],
+        &["--conf=spark.master=local[*]", "app.py"],
+        &[
+            "-c",
+            "spark.kubernetes.authenticate.driver.oauthToken=x",
+            "app.py",
+        ],
+        &["--master", "k8s://https://evil:6443", "app.py"],
+        &["--proxy-user", "root", "app.py"],
+    ] {
+        let mut command = vec![SPARK_SUBMIT];
+        command.extend_from_slice(args);
+        let out = run_as("erin", &command);
+        assert_eq!(out.status.code(), Some(65), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("kubesu: "), "{}", stderr(&out));
+    }
+    let namespaces: Api<Namespace> = Api::all(admin_client().await);
+    assert!(
+        namespaces
+            .get_opt("kubesu-erin")
+            .await
+            .expect("get")
+            .is_none(),
+        "a namespace was created"
+    );
+}
+
+#[tokio::test]
+async fn callers_and_users_that_are_not_allowed_get_their_exit_code_and_a_clear_message() {
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["run", "--user", "root", "--", "id"], 77, "root"),
+        (
+            vec!["run", "--user", "nosuchuser", "--", "id"],
+            77,
+            "no such user",
+        ),
+        (
+            vec!["run", "--user", "mallory", "--", "id"],
+            77,
+            "allowed group",
+        ),
+        (vec!["run", "--user", "lowuid", "--", "id"], 77, "minimum"),
+        (
+            vec!["run", "--user", "kubesu-svc", "--", "id"],
+            77,
+            "deny list",
+        ),
+        (vec!["run", "--user", "Alice", "--", "id"], 65, "refused"),
+        (
+            vec!["run", "--user", "alice", "--", "/bin/cat", "/etc/shadow"],
+            77,
+            "not allowed",
+        ),
+        (vec!["run", "--user", "alice", "--", "./id"], 64, "relative"),
+        (
+            vec!["run", "--user", "alice", "--team", "team-blue", "--", "id"],
+            77,
+            "not a member",
+        ),
+        (
+            vec!["run", "--user", "alice", "--ttl", "1m", "--", "id"],
+            64,
+            "--ttl",
+        ),
+        (vec!["run", "--user", "alice", "id"], 64, ""),
+        (
+            vec![
+                "run",
+                "--config",
+                "/tmp/mine.toml",
+                "--user",
+                "alice",
+                "--",
+                "id",
+            ],
+            77,
+            "--config",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let out = output(&mut sudo_kubesu(&args));
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{args:?}: the command ran");
+    }
+    // sudoers allows `kubesu run ...` only: options before `run` never reach kubesu.
+    let out = output(&mut sudo_kubesu(&[
+        "--config",
+        "/tmp/mine.toml",
+        "run",
+        "--user",
+        "alice",
+        "--",
+        "id",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "sudo must refuse: {}",
+        stderr(&out)
+    );
+    // A caller that is not in [callers]: kubesu as sudo would start it.
+    let out = output(
+        root_kubesu(&["run", "--user", "alice", "--", "id"])
+            .env("SUDO_USER", "mallory")
+            .env("SUDO_UID", "3004"),
+    );
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mallory"), "{}", stderr(&out));
+    let namespaces: Api<Namespace> = Api::all(admin_client().await);
+    for ns in [
+        "kubesu-root",
+        "kubesu-mallory",
+        "kubesu-lowuid",
+        "kubesu-nosuchuser",
+    ] {
+        assert!(
+            namespaces.get_opt(ns).await.expect("get").is_none(),
+            "{ns} was created"
+        );
+    }
+}
+
+#[test]
+fn every_run_is_audited_to_the_file_and_to_syslog() {
+    let out = run_as("alice", &["/usr/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = run_record(&out)["run"].as_str().expect("run").to_string();
+    let audit = std::fs::read_to_string("/var/log/kubesu/audit.jsonl").expect("audit file");
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .filter(|l| l.contains(&run))
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(records.len(), 2, "a start and an end record");
+    assert_eq!(records[0]["event"], "start");
+    assert_eq!(records[1]["event"], "end");
+    assert_eq!(records[1]["status"], 0);
+    assert_eq!(records[1]["caller"]["name"], "kubesu-svc");
+    let mode = std::fs::metadata("/var/log/kubesu/audit.jsonl").map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o777
+    });
+    assert_eq!(mode.expect("stat"), 0o600);
+    // rsyslogd writes asynchronously.
+    let start = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string("/var/log/auth.log").unwrap_or_default();
+        if log
+            .lines()
+            .filter(|l| l.contains("kubesu[") && l.contains(&run))
+            .count()
+            == 2
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no authpriv syslog records for run {run}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

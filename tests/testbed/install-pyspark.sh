@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs, idempotently, spark-submit from PyPI's pyspark 3.5 into a venv
+# that every user can read and run (spark-submit runs as the end user):
+#
+#   /var/cache/kubesu-testbed/pyspark-3.5/bin/spark-submit
+#   SPARK_HOME=/var/cache/kubesu-testbed/pyspark-3.5/lib/python3.11/site-packages/pyspark
+#
+# The venv is built on Debian's /usr/bin/python3 (python3-venv, from
+# install-deps.sh), never on a per-user Python such as root's pyenv, which
+# other users cannot run. Java comes from the machine (Debian's OpenJDK 17).
+# Run as root. Safe to run again: it does nothing when all is present.
+#
+#   bash tests/testbed/install-pyspark.sh     prints SPARK_HOME and JAVA_HOME
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "install-pyspark.sh: run as root" >&2; exit 1; }
+umask 022
+
+series=${KUBESU_PYSPARK_SERIES:-3.5}
+venv=${KUBESU_PYSPARK_VENV:-/var/cache/kubesu-testbed/pyspark-$series}
+python=/usr/bin/python3
+marker=$venv/.kubesu-installed
+
+[ -x "$python" ] || { echo "install-pyspark.sh: $python missing (apt-get install python3-venv)" >&2; exit 1; }
+pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+spark_home=$venv/lib/python$pyver/site-packages/pyspark
+
+java=$(command -v java || true)
+[ -n "$java" ] || { echo "install-pyspark.sh: no java in PATH (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+java_home=$(dirname "$(dirname "$(readlink -f "$java")")")
+
+installed_version() {
+  "$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pyspark"))' 2>/dev/null || true
+}
+
+# A venv is complete only once the marker is written; a half-made one (an
+# interrupted pip) is removed and built again.
+version=""
+if [ -f "$marker" ]; then
+  version=$(installed_version)
+fi
+case "$version" in
+  "$series".*) ;;
+  *)
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    chmod 0755 "$(dirname "$venv")"
+    "$python" -m venv "$venv"
+    # The pyspark 3.5 sdist (~300 MB) builds its wheel with setuptools.
+    "$venv/bin/pip" install --quiet --no-input --disable-pip-version-check \
+      "pyspark==$series.*"
+    version=$(installed_version)
+    case "$version" in
+      "$series".*) ;;
+      *) echo "install-pyspark.sh: pip installed pyspark '$version', not $series.*" >&2; exit 1 ;;
+    esac
+    # Everyone reads everything and runs what is runnable; nobody but root writes.
+    chmod -R a+rX,go-w "$venv"
+    chmod a+x "$spark_home"/bin/*
+    date -u +%FT%TZ >"$marker"
+    ;;
+esac
+
+[ -x "$spark_home/bin/spark-submit" ] || {
+  echo "install-pyspark.sh: $spark_home/bin/spark-submit missing: SPARK_HOME differs" >&2
+  exit 1
+}
+
+# Check it as an unprivileged user, with nothing but SPARK_HOME and a PATH in
+# which another python3 could come first, as kubesu runs it.
+if ! out=$(runuser -u nobody -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
+  SPARK_HOME="$spark_home" HOME=/tmp "$venv/bin/spark-submit" --version 2>&1); then
+  echo "install-pyspark.sh: spark-submit --version failed as nobody:" >&2
+  echo "$out" >&2
+  exit 1
+fi
+grep -q "version $series\." <<<"$out" || {
+  echo "install-pyspark.sh: spark-submit --version does not report $series.x:" >&2
+  echo "$out" >&2
+  exit 1
+}
+
+echo "pyspark $version in $venv"
+echo "SPARK_HOME=$spark_home"
+echo "JAVA_HOME=$java_home"
