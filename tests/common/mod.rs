@@ -88,9 +88,7 @@ pub fn unique(prefix: &str) -> String {
 
 // --- the installed kubesu, as a platform uses it ---------------------------
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
@@ -98,71 +96,23 @@ pub const KUBESU: &str = "/usr/sbin/kubesu";
 pub const CONFIG: &str = "/etc/kubesu/config.toml";
 pub const SERVICE_USER: &str = "kubesu-svc";
 
-fn repo(path: &str) -> String {
-    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn install_file(from: &Path, to: &str, mode: u32) {
-    let tmp = format!("{to}.kubesu-test");
-    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copy {} to {tmp}: {e}", from.display()));
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("install {to}: {e}"));
-}
-
-/// Install this build of kubesu, the example config, kubesu's kubeconfig
-/// (the bed's admin), the sudoers drop-in and the Spark ClusterRole, once per
-/// test binary. Needs root and the bed: fails loudly without them.
+/// Install this build of kubesu as an administrator would (see
+/// tests/testbed/install-kubesu.sh), once per test binary. Needs root, the
+/// bed and the test users: fails loudly without them.
 pub fn install() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
+        assert!(nix::unistd::Uid::effective().is_root(), "integration tests run as root: `sudo bash tests/run.sh`");
         assert!(
-            nix::unistd::Uid::effective().is_root(),
-            "integration tests run as root: `sudo bash tests/run.sh`"
-        );
-        assert!(Path::new(&admin_kubeconfig_path()).exists(), "{BED_HELP}");
-        assert!(
-            nix::unistd::User::from_name(SERVICE_USER)
-                .ok()
-                .flatten()
-                .is_some(),
+            nix::unistd::User::from_name(SERVICE_USER).ok().flatten().is_some(),
             "test users missing: run `bash tests/testbed/users.sh` (tests/run.sh does)"
         );
-        std::fs::create_dir_all("/etc/kubesu").expect("mkdir /etc/kubesu");
-        std::fs::set_permissions("/etc/kubesu", std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-        install_file(Path::new(env!("CARGO_BIN_EXE_kubesu")), KUBESU, 0o755);
-        install_file(Path::new(&repo("examples/config.toml")), CONFIG, 0o644);
-        install_file(
-            Path::new(&admin_kubeconfig_path()),
-            "/etc/kubesu/kubeconfig",
-            0o600,
-        );
-        let sudoers = repo("sudoers.d/kubesu");
-        let check = Command::new("visudo")
-            .args(["-cf", &sudoers])
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/install-kubesu.sh");
+        let out = Command::new("bash")
+            .args([script, env!("CARGO_BIN_EXE_kubesu")])
             .output()
-            .expect("visudo");
-        assert!(
-            check.status.success(),
-            "visudo rejects sudoers.d/kubesu: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        install_file(Path::new(&sudoers), "/etc/sudoers.d/kubesu", 0o440);
-        let applied = Command::new("kubectl")
-            .args([
-                "--kubeconfig",
-                &admin_kubeconfig_path(),
-                "apply",
-                "-f",
-                &repo("deploy/spark-clusterrole.yaml"),
-            ])
-            .output()
-            .expect("kubectl");
-        assert!(
-            applied.status.success(),
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&applied.stderr)
-        );
+            .expect("bash");
+        assert!(out.status.success(), "{script} failed: {}{BED_HELP}", String::from_utf8_lossy(&out.stderr));
     });
 }
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The demo: a local control plane, kubesu installed as an administrator would,
+# and one run through `sudo -n` as the platform's service user would start
+# it. The command, as user alice, shows who it is and what its credentials
+# may do; afterwards the demo shows that those credentials are gone.
+#
+#   sudo bash demo/run.sh [--keep]    (--keep leaves the control plane up)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[ "$(id -u)" = 0 ] || { echo "demo/run.sh: run as root (sudo bash demo/run.sh)" >&2; exit 1; }
+keep=${1:-}
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "setting up: packages, test users, the control plane (first time: ~10 minutes to build Kubernetes)"
+bash tests/testbed/install-deps.sh
+bash tests/testbed/users.sh
+bash tests/testbed/syslog.sh start
+[ "$keep" = --keep ] || trap 'bash tests/testbed/bed.sh down; bash tests/testbed/syslog.sh stop' EXIT
+bash tests/testbed/bed.sh up
+eval "$(bash tests/testbed/bed.sh env)"
+cargo build --release --locked --quiet
+bash tests/testbed/install-kubesu.sh target/release/kubesu
+admin() { kubectl --kubeconfig "$KUBESU_TESTBED_KUBECONFIG" "$@"; }
+
+say "kubesu-svc (the platform) runs: sudo -n kubesu run --user alice -v -- sh -c '...'"
+token_copy=$(mktemp -d)/token
+chown alice "$(dirname "$token_copy")"
+cd /
+status=0
+runuser -u kubesu-svc -- sudo -n kubesu run --user alice -v -- sh -c '
+  echo "I am: $(id)"
+  echo "KUBECONFIG=$KUBECONFIG (namespace $KUBESU_NAMESPACE)"
+  ls -l "$(dirname "$KUBECONFIG")"
+  echo "--- what this run may do in its namespace:"
+  kubectl auth can-i --list | head -n 8
+  echo "--- in the namespace default:"
+  kubectl get pods -n default 2>&1 | tail -n 1
+  cp "$(dirname "$KUBECONFIG")/token" '"$token_copy"'
+' || status=$?
+cd - >/dev/null
+echo "kubesu exited with status $status"
+
+say "after the run: no ServiceAccount or RoleBinding of kubesu's is left"
+admin get serviceaccounts,rolebindings -n kubesu-alice -l app.kubernetes.io/managed-by=kubesu 2>&1
+ls /run/kubesu
+
+say "the token alice had now answers 401 (the API server caches token checks up to 10 s)"
+for _ in $(seq 30); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KUBESU_TESTBED_DIR/pki/ca.crt" \
+    -H "Authorization: Bearer $(cat "$token_copy")" "$KUBESU_TESTBED_SERVER/api/v1/namespaces/kubesu-alice/pods")
+  [ "$code" = 401 ] && break
+  sleep 0.5
+done
+echo "GET pods with the run's token: HTTP $code"
+rm -rf "$(dirname "$token_copy")"
+
+say "the audit trail"
+tail -n 2 /var/log/kubesu/audit.jsonl
+[ "$code" = 401 ]
