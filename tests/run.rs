@@ -524,3 +524,118 @@ fn every_run_is_audited_to_the_file_and_to_syslog() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_and_touches_nothing() {
+    let out = output(&mut sudo_kubesu(&[
+        "run",
+        "--dry-run",
+        "--user",
+        "erin",
+        "--",
+        SPARK_SUBMIT,
+        "--deploy-mode",
+        "cluster",
+        "app.py",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the plan is JSON");
+    assert_eq!(plan["namespace"], "kubesu-erin");
+    let argv: Vec<&str> = plan["argv"]
+        .as_array()
+        .expect("argv")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(&argv[..2], ["--master", "k8s://https://127.0.0.1:16443"]);
+    assert!(argv.contains(&"spark.kubernetes.namespace=kubesu-erin"));
+    assert_eq!(
+        &argv[argv.len() - 3..],
+        ["--deploy-mode", "cluster", "app.py"]
+    );
+    let namespaces: Api<Namespace> = Api::all(admin_client().await);
+    assert!(
+        namespaces
+            .get_opt("kubesu-erin")
+            .await
+            .expect("get")
+            .is_none(),
+        "dry run created the namespace"
+    );
+}
+
+/// A root-owned variant of the example config, for policies the installed
+/// one does not use; only a root shell may pass it with --config.
+fn config_variant(name: &str, policy: &str, template: &str) -> String {
+    install();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+            .expect("example");
+    let text = example
+        .replace("policy = \"per-user\"", &format!("policy = \"{policy}\""))
+        .replace(
+            "template = \"kubesu-{user}\"",
+            &format!("template = \"{template}\""),
+        );
+    let path = format!("/etc/kubesu/test-{name}.toml");
+    std::fs::write(&path, text).expect("write config variant");
+    path
+}
+
+#[tokio::test]
+async fn a_per_run_namespace_is_created_for_the_run_and_deleted_after_it() {
+    let config = config_variant("per-run", "per-run", "kubesu-run-{run}");
+    let out = output(&mut root_kubesu(&[
+        "run",
+        "--config",
+        &config,
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "kubectl get pods && echo namespace=$KUBESU_NAMESPACE",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let record = run_record(&out);
+    let namespace = record["namespace"].as_str().expect("namespace").to_string();
+    assert_eq!(
+        namespace,
+        format!("kubesu-run-{}", record["run"].as_str().expect("run"))
+    );
+    assert!(stdout(&out).contains(&format!("namespace={namespace}")));
+    let namespaces: Api<Namespace> = Api::all(admin_client().await);
+    eventually(
+        Duration::from_secs(60),
+        "the per-run namespace is deleted",
+        || {
+            let namespaces = namespaces.clone();
+            let namespace = namespace.clone();
+            async move {
+                match namespaces.get_opt(&namespace).await.expect("get") {
+                    None => true,
+                    Some(ns) => ns.metadata.deletion_timestamp.is_some(),
+                }
+            }
+        },
+    )
+    .await;
+}
+
+#[test]
+fn a_per_team_namespace_needs_a_team_the_user_is_in() {
+    let config = config_variant("per-team", "per-team", "kubesu-team-{team}");
+    let with = |extra: &[&str]| {
+        let mut args = vec!["run", "--config", &config, "--user", "bob"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", SH, "-c", "echo $KUBESU_NAMESPACE"]);
+        output(&mut root_kubesu(&args))
+    };
+    let out = with(&["--team", "team-blue"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "kubesu-team-team-blue");
+    let out = with(&[]);
+    assert_eq!(out.status.code(), Some(64), "no --team: {}", stderr(&out));
+    assert!(stderr(&out).contains("--team"), "{}", stderr(&out));
+}

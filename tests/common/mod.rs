@@ -102,17 +102,30 @@ pub const SERVICE_USER: &str = "kubesu-svc";
 pub fn install() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        assert!(nix::unistd::Uid::effective().is_root(), "integration tests run as root: `sudo bash tests/run.sh`");
         assert!(
-            nix::unistd::User::from_name(SERVICE_USER).ok().flatten().is_some(),
+            nix::unistd::Uid::effective().is_root(),
+            "integration tests run as root: `sudo bash tests/run.sh`"
+        );
+        assert!(
+            nix::unistd::User::from_name(SERVICE_USER)
+                .ok()
+                .flatten()
+                .is_some(),
             "test users missing: run `bash tests/testbed/users.sh` (tests/run.sh does)"
         );
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/install-kubesu.sh");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/testbed/install-kubesu.sh"
+        );
         let out = Command::new("bash")
             .args([script, env!("CARGO_BIN_EXE_kubesu")])
             .output()
             .expect("bash");
-        assert!(out.status.success(), "{script} failed: {}{BED_HELP}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{script} failed: {}{BED_HELP}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
 
