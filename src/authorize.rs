@@ -86,7 +86,8 @@ pub fn authorize<'c>(
     })
 }
 
-fn caller(config: &Config, invoker: &Invoker) -> Result<Caller> {
+/// The caller: a listed service user through sudo, or root in a shell.
+pub fn caller(config: &Config, invoker: &Invoker) -> Result<Caller> {
     let Some(sudo) = &invoker.sudo else {
         if invoker.came_through_sudo() {
             return Err(Failure::denied(

@@ -5,16 +5,21 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Cluster, lease, namespace};
-use crate::failure::{Failure, Result};
+use crate::cluster::{Cluster, lease, leftovers, namespace};
+use crate::failure::{Code, Failure, Result};
 
 /// What a run created in the cluster.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Grant {
+    pub run: String,
     pub namespace: String,
     pub service_account: String,
     /// Set when the run created a per-run namespace: deleted too.
     pub per_run_namespace: bool,
+    /// Set for spark-submit runs: the pods, services, configmaps and claims
+    /// labelled with the run are deleted too (Spark leaves executors of a
+    /// dead client-mode driver behind).
+    pub spark_leftovers: bool,
 }
 
 /// Revoke `grant`, retrying transient failures until `deadline` has passed.
@@ -25,15 +30,19 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
         let attempt = revoke_once(cluster, grant).await;
         match attempt {
             Ok(()) => return Ok(()),
-            Err(failure) if started.elapsed() + pause >= deadline => {
+            // Only an unavailable API server is worth waiting for.
+            Err(failure)
+                if failure.code != Code::Unavailable || started.elapsed() + pause >= deadline =>
+            {
                 return Err(Failure::new(
                     failure.code,
                     format!(
-                        "revoking ServiceAccount {}/{} failed for {}s: {failure}. Its token expires on its own; \
-                         `kubesu gc` removes what is left once the API server answers",
+                        "revoking run {} (ServiceAccount {}/{}) failed after {}s: {failure}. Its token expires \
+                         on its own; `kubesu gc` removes what is left once the API server answers",
+                        grant.run,
                         grant.namespace,
                         grant.service_account,
-                        deadline.as_secs()
+                        started.elapsed().as_secs()
                     ),
                 ));
             }
@@ -45,17 +54,101 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
     }
 }
 
+/// One concurrent round: the lease (ServiceAccount first in meaning: it
+/// kills the token), the per-run namespace, Spark's leftovers.
 async fn revoke_once(cluster: &Cluster, grant: &Grant) -> Result<()> {
-    if grant.per_run_namespace {
-        // The namespace takes its ServiceAccount and RoleBinding with it, but
-        // only once its finalizers ran: delete the account now so the token
-        // dies now.
-        let (account, space) = tokio::join!(
-            lease::release(cluster, &grant.namespace, &grant.service_account),
-            namespace::delete(cluster, &grant.namespace),
-        );
-        account.and(space)
-    } else {
-        lease::release(cluster, &grant.namespace, &grant.service_account).await
+    let account = lease::release(cluster, &grant.namespace, &grant.service_account);
+    let space = async {
+        match grant.per_run_namespace {
+            true => namespace::delete(cluster, &grant.namespace).await,
+            false => Ok(()),
+        }
+    };
+    let spark = async {
+        match grant.spark_leftovers && !grant.per_run_namespace {
+            true => leftovers::delete_run(cluster, &grant.namespace, &grant.run).await,
+            false => Ok(()),
+        }
+    };
+    let (account, space, spark) = tokio::join!(account, space, spark);
+    account.and(space).and(spark)
+}
+
+/// `kubesu revoke RUN_ID | --user U`: revoke live runs now. An
+/// administrator may revoke any run; a sudo caller only the runs it started.
+/// The command keeps running, without credentials.
+pub fn command(
+    config_path: Option<&std::path::Path>,
+    args: &crate::cli::RevokeArgs,
+) -> Result<i32> {
+    use crate::admin::{self, Audience};
+    use crate::cluster::{RUN_LABEL, USER_LABEL};
+
+    let session = admin::open(config_path, "revoke", Audience::AdministratorsAndCallers)?;
+    let (selector, what) = match (&args.run_id, &args.user) {
+        (Some(run), _) => {
+            let run = crate::naming::RunId::parse(run)?;
+            (format!("{RUN_LABEL}={run}"), format!("run {run}"))
+        }
+        (None, Some(user)) => {
+            crate::naming::check_account_name("user", user)?;
+            (
+                format!("{USER_LABEL}={}", crate::naming::user_label(user)),
+                format!("user {user}"),
+            )
+        }
+        (None, None) => return Err(Failure::usage("name a RUN_ID or --user")),
+    };
+    let cluster = &session.cluster;
+    let deadline = session.config.cluster.revoke_timeout;
+    let leases = session
+        .runtime
+        .block_on(lease::list(cluster, Some(&selector)))?;
+    let (mine, others): (Vec<_>, Vec<_>) = leases
+        .into_iter()
+        .partition(|l| !session.caller.via_sudo || l.lease.caller == session.caller.name);
+    if !others.is_empty() {
+        return Err(Failure::denied(format!(
+            "{what} has runs started by other callers; caller {} may revoke only its own",
+            session.caller.name
+        )));
+    }
+    if mine.is_empty() {
+        return Err(Failure::data(format!(
+            "no live lease for {what}: nothing to revoke (already revoked or expired? see `kubesu list`)"
+        )));
+    }
+    let mut failures = Vec::new();
+    for found in mine {
+        let lease = found.lease;
+        // A per-run namespace is named from its run: deleting it is revoking.
+        let per_run = session
+            .runtime
+            .block_on(crate::cluster::namespace::is_run_namespace(
+                cluster,
+                &lease.namespace,
+                &lease.run,
+            ))?;
+        let grant = Grant {
+            run: lease.run.clone(),
+            namespace: lease.namespace.clone(),
+            service_account: lease.service_account.clone(),
+            per_run_namespace: per_run,
+            spark_leftovers: true,
+        };
+        match session.runtime.block_on(revoke(cluster, &grant, deadline)) {
+            Ok(()) => println!(
+                "revoked run {} of user {} in namespace {}",
+                lease.run, lease.user, lease.namespace
+            ),
+            Err(e) => {
+                eprintln!("kubesu: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(0),
     }
 }

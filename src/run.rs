@@ -153,9 +153,11 @@ async fn prepare(
     };
     let ensured = namespace::ensure(cluster, &wanted).await?;
     let grant = Grant {
+        run: run.clone(),
         namespace: plan.namespace.clone(),
         service_account: plan.service_account.clone(),
         per_run_namespace: ensured == Ensured::Created && plan.policy == Policy::PerRun,
+        spark_leftovers: who.rule.spark_submit,
     };
     let record = Lease {
         run: run.clone(),

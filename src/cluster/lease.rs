@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 
 use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation, api_failure, is_not_found};
 use crate::failure::Result;
@@ -57,6 +57,68 @@ impl Lease {
             (annotation::COMMAND.into(), self.command.clone()),
         ])
     }
+}
+
+/// A lease as found in the cluster.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Found {
+    #[serde(flatten)]
+    pub lease: Lease,
+    /// RFC 3339, from the ServiceAccount's creation timestamp.
+    pub created: String,
+}
+
+impl Found {
+    /// Read the record back from a ServiceAccount kubesu created. Missing
+    /// annotations read as empty: `gc` then judges by expiry alone, and an
+    /// unreadable expiry counts as expired.
+    pub fn from_account(account: &ServiceAccount) -> Option<Found> {
+        let meta = &account.metadata;
+        let labels = meta.labels.as_ref()?;
+        if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
+            return None;
+        }
+        let empty = BTreeMap::new();
+        let notes = meta.annotations.as_ref().unwrap_or(&empty);
+        let note = |key: &str| notes.get(key).cloned().unwrap_or_default();
+        Some(Found {
+            lease: Lease {
+                run: labels.get(RUN_LABEL).cloned().unwrap_or_default(),
+                namespace: meta.namespace.clone()?,
+                service_account: meta.name.clone()?,
+                user: note(annotation::USER),
+                caller: note(annotation::CALLER),
+                expires: note(annotation::EXPIRES),
+                host: note(annotation::HOST),
+                pid: note(annotation::PID).parse().unwrap_or(0),
+                process_start: note(annotation::PROCESS_START).parse().unwrap_or(0),
+                boot_id: note(annotation::BOOT_ID),
+                command: note(annotation::COMMAND),
+            },
+            created: meta
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Every lease in the cluster matching `selector` (added to kubesu's own
+/// label): one list call across all namespaces.
+pub async fn list(cluster: &Cluster, selector: Option<&str>) -> Result<Vec<Found>> {
+    let api: Api<ServiceAccount> = Api::all(cluster.client.clone());
+    let mut labels = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    if let Some(extra) = selector {
+        labels = format!("{labels},{extra}");
+    }
+    let found = cluster
+        .call(
+            "listing kubesu's ServiceAccounts (leases)",
+            api.list(&ListParams::default().labels(&labels)),
+        )
+        .await?;
+    Ok(found.items.iter().filter_map(Found::from_account).collect())
 }
 
 /// Create the ServiceAccount; returns its uid, for owner references.

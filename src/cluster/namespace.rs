@@ -116,3 +116,19 @@ pub async fn delete(cluster: &Cluster, name: &str) -> Result<()> {
         Err(e) => Err(api_failure(&what, e)),
     }
 }
+
+/// Is `name` the per-run namespace of `run` (labelled with it by kubesu)?
+pub async fn is_run_namespace(cluster: &Cluster, name: &str, run: &str) -> Result<bool> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let found = cluster
+        .call(
+            &format!("reading namespace {name}"),
+            api.get_metadata_opt(name),
+        )
+        .await?;
+    Ok(found.is_some_and(|ns| {
+        let labels = ns.metadata.labels.unwrap_or_default();
+        labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
+            && labels.get(RUN_LABEL).map(String::as_str) == Some(run)
+    }))
+}

@@ -1,0 +1,157 @@
+//! What Spark leaves in a namespace: driver and executor pods, the driver's
+//! Service, ConfigMaps and volume claims, all carrying the run's label
+//! (kubesu forces it on spark-submit). A client-mode driver that dies does
+//! not delete its executors; kubesu does, at revocation and in `gc`.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+use super::{Cluster, RUN_LABEL, api_failure, is_not_found};
+use crate::failure::Result;
+
+/// The kinds Spark creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum Kind {
+    Pod,
+    Service,
+    ConfigMap,
+    PersistentVolumeClaim,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::Pod,
+        Kind::Service,
+        Kind::ConfigMap,
+        Kind::PersistentVolumeClaim,
+    ];
+}
+
+/// A run's leftovers of one kind in one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Leftover {
+    pub kind: Kind,
+    pub namespace: String,
+    pub run: String,
+}
+
+/// Delete everything of the run's in `namespace`: one deletecollection per
+/// kind, concurrently.
+pub async fn delete_run(cluster: &Cluster, namespace: &str, run: &str) -> Result<()> {
+    let results =
+        futures::future::join_all(Kind::ALL.map(|kind| delete_one(cluster, kind, namespace, run)))
+            .await;
+    results.into_iter().collect()
+}
+
+/// Every (kind, namespace, run) that has labelled objects, across the
+/// cluster.
+pub async fn list_all(cluster: &Cluster) -> Result<BTreeSet<Leftover>> {
+    let (pods, services, maps, claims) = tokio::join!(
+        list_kind::<Pod>(cluster, Kind::Pod),
+        list_kind::<Service>(cluster, Kind::Service),
+        list_kind::<ConfigMap>(cluster, Kind::ConfigMap),
+        list_kind::<PersistentVolumeClaim>(cluster, Kind::PersistentVolumeClaim),
+    );
+    let mut all = pods?;
+    all.extend(services?);
+    all.extend(maps?);
+    all.extend(claims?);
+    Ok(all)
+}
+
+pub async fn delete_one(cluster: &Cluster, kind: Kind, namespace: &str, run: &str) -> Result<()> {
+    match kind {
+        Kind::Pod => delete_kind::<Pod>(cluster, kind, namespace, run).await,
+        Kind::Service => delete_services(cluster, namespace, run).await,
+        Kind::ConfigMap => delete_kind::<ConfigMap>(cluster, kind, namespace, run).await,
+        Kind::PersistentVolumeClaim => {
+            delete_kind::<PersistentVolumeClaim>(cluster, kind, namespace, run).await
+        }
+    }
+}
+
+async fn delete_kind<K>(cluster: &Cluster, kind: Kind, namespace: &str, run: &str) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(cluster.client.clone(), namespace);
+    let what = format!("deleting {kind:?}s of run {run} in namespace {namespace}");
+    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    match cluster
+        .deadline(
+            &what,
+            api.delete_collection(&DeleteParams::background(), &selector),
+        )
+        .await?
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(api_failure(&what, e)),
+    }
+}
+
+/// Services have no deletecollection before Kubernetes 1.22: list, then
+/// delete each.
+async fn delete_services(cluster: &Cluster, namespace: &str, run: &str) -> Result<()> {
+    let api: Api<Service> = Api::namespaced(cluster.client.clone(), namespace);
+    let what = format!("deleting Services of run {run} in namespace {namespace}");
+    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    let found = cluster.call(&what, api.list_metadata(&selector)).await?;
+    let deletions = found
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .map(|name| {
+            let api = api.clone();
+            let what = what.clone();
+            async move {
+                match cluster
+                    .deadline(&what, api.delete(&name, &DeleteParams::background()))
+                    .await?
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_not_found(&e) => Ok(()),
+                    Err(e) => Err(api_failure(&what, e)),
+                }
+            }
+        });
+    futures::future::join_all(deletions)
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn list_kind<K>(cluster: &Cluster, kind: Kind) -> Result<BTreeSet<Leftover>>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(cluster.client.clone());
+    let what = format!("listing {kind:?}s labelled {RUN_LABEL}");
+    let found = cluster
+        .call(
+            &what,
+            api.list_metadata(&ListParams::default().labels(RUN_LABEL)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .iter()
+        .filter_map(|o| {
+            Some(Leftover {
+                kind,
+                namespace: o.metadata.namespace.clone()?,
+                run: o.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone(),
+            })
+        })
+        .collect())
+}

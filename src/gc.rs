@@ -1,0 +1,291 @@
+//! `kubesu gc`, for cron or a systemd timer: remove what crashed runs left.
+//! A lease is dead when it expired, or when its process on this host is gone
+//! (boot id and start time, not just the pid). Whatever carries the run id of
+//! a run with no live lease goes too: Spark's leftovers, RoleBindings, per-run
+//! namespaces, run directories. Live runs are never touched; running it twice,
+//! or beside itself, or beside runs, is safe.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use serde_json::json;
+
+use crate::admin::{self, Audience};
+use crate::cli::GcArgs;
+use crate::cluster::leftovers::{self, Kind};
+use crate::cluster::{Cluster, MANAGED_BY, RUN_LABEL, api_failure, is_not_found, lease, namespace};
+use crate::failure::{Failure, Result};
+use crate::handover;
+use crate::liveness::{self, Here};
+
+/// Deletions in flight at once: bounded, so a backlog of thousands of
+/// leases does not flood the API server.
+const CONCURRENCY: usize = 16;
+
+/// What gc removes, one object or set of objects each.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "what", rename_all = "kebab-case")]
+enum Target {
+    Lease {
+        namespace: String,
+        service_account: String,
+    },
+    Leftovers {
+        kind: Kind,
+        namespace: String,
+    },
+    RoleBinding {
+        namespace: String,
+        name: String,
+    },
+    Namespace {
+        name: String,
+    },
+    RunDirectory {
+        path: String,
+    },
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Action {
+    #[serde(flatten)]
+    target: Target,
+    run: String,
+    reason: String,
+    /// None on a dry run.
+    removed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
+    let session = admin::open(config_path, "gc", Audience::Administrators)?;
+    let runtime_dir = session.config.runtime.dir.clone();
+    let grace = session.config.cluster.request_timeout * 3;
+    let mut actions = session
+        .runtime
+        .block_on(find(&session.cluster, &runtime_dir, grace))?;
+    if !args.dry_run {
+        actions = session
+            .runtime
+            .block_on(remove(&session.cluster, &runtime_dir, actions));
+    }
+    let failed = actions.iter().filter(|a| a.error.is_some()).count();
+    if args.output.json {
+        println!(
+            "{}",
+            json!({ "dry_run": args.dry_run, "ok": failed == 0, "actions": actions })
+        );
+    } else {
+        for action in &actions {
+            print_action(action, args.dry_run);
+        }
+    }
+    if failed > 0 {
+        return Err(Failure::unavailable(format!(
+            "gc could not remove {failed} of {} objects; they stay until the next gc",
+            actions.len()
+        )));
+    }
+    Ok(0)
+}
+
+fn print_action(action: &Action, dry_run: bool) {
+    let what = match &action.target {
+        Target::Lease {
+            namespace,
+            service_account,
+        } => format!("lease ServiceAccount {namespace}/{service_account}"),
+        Target::Leftovers { kind, namespace } => format!("{kind:?}s in {namespace}"),
+        Target::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
+        Target::Namespace { name } => format!("per-run namespace {name}"),
+        Target::RunDirectory { path } => format!("run directory {path}"),
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    match &action.error {
+        None => println!("{verb} {what} of run {} ({})", action.run, action.reason),
+        Some(e) => eprintln!(
+            "kubesu: gc: cannot remove {what} of run {}: {e}",
+            action.run
+        ),
+    }
+}
+
+/// Everything a run creates after its lease is listed before the leases: a
+/// run that starts while gc runs has its lease in the later list, so none of
+/// its objects is taken for an orphan. Per-run namespaces come before the
+/// lease in a run, so young ones get a grace period instead.
+async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<Vec<Action>> {
+    let (spark, namespaces, bindings) = tokio::join!(
+        leftovers::list_all(cluster),
+        per_run_namespaces(cluster),
+        kubesu_bindings(cluster),
+    );
+    let (spark, namespaces, bindings) = (spark?, namespaces?, bindings?);
+    let directories = handover::list_run_dirs(runtime_dir)?;
+    let leases = lease::list(cluster, None).await?;
+
+    let here = Here::now();
+    let mut actions = Vec::new();
+    let mut live = BTreeSet::new();
+    let mut dead_accounts = BTreeSet::new();
+    for found in &leases {
+        let state = liveness::judge(&found.lease, &here);
+        if state.is_live() {
+            live.insert(found.lease.run.clone());
+            continue;
+        }
+        dead_accounts.insert((
+            found.lease.namespace.clone(),
+            found.lease.service_account.clone(),
+        ));
+        actions.push(planned(
+            Target::Lease {
+                namespace: found.lease.namespace.clone(),
+                service_account: found.lease.service_account.clone(),
+            },
+            &found.lease.run,
+            &format!("{state:?}"),
+        ));
+    }
+    let orphan = |run: &str| !live.contains(run);
+    for item in spark.into_iter().filter(|l| orphan(&l.run)) {
+        actions.push(planned(
+            Target::Leftovers {
+                kind: item.kind,
+                namespace: item.namespace,
+            },
+            &item.run,
+            "no live lease",
+        ));
+    }
+    for (namespace, name, run) in bindings {
+        // A dead lease's RoleBinding goes with its lease.
+        if orphan(&run) && !dead_accounts.contains(&(namespace.clone(), name.clone())) {
+            actions.push(planned(
+                Target::RoleBinding { namespace, name },
+                &run,
+                "no live lease",
+            ));
+        }
+    }
+    let old_enough = here.now - SignedDuration::try_from(grace).unwrap_or(SignedDuration::ZERO);
+    for (name, run, created) in namespaces {
+        if orphan(&run) && created.is_some_and(|c| c < old_enough) {
+            actions.push(planned(Target::Namespace { name }, &run, "no live lease"));
+        }
+    }
+    for run in directories.iter().filter(|r| orphan(r.as_str())) {
+        let path = runtime_dir.join(run.as_str()).display().to_string();
+        actions.push(planned(
+            Target::RunDirectory { path },
+            run.as_str(),
+            "no live lease",
+        ));
+    }
+    Ok(actions)
+}
+
+fn planned(target: Target, run: &str, reason: &str) -> Action {
+    Action {
+        target,
+        run: run.to_string(),
+        reason: reason.to_string(),
+        removed: None,
+        error: None,
+    }
+}
+
+async fn remove(cluster: &Cluster, runtime_dir: &Path, actions: Vec<Action>) -> Vec<Action> {
+    futures::stream::iter(actions)
+        .map(|mut action| async move {
+            let result = remove_one(cluster, runtime_dir, &action).await;
+            action.removed = Some(result.is_ok());
+            action.error = result.err().map(|e| e.message);
+            action
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await
+}
+
+async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> Result<()> {
+    match &action.target {
+        Target::Lease {
+            namespace,
+            service_account,
+        } => lease::release(cluster, namespace, service_account).await,
+        Target::Leftovers { kind, namespace } => {
+            leftovers::delete_one(cluster, *kind, namespace, &action.run).await
+        }
+        Target::RoleBinding { namespace, name } => {
+            let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
+            let what = format!("deleting RoleBinding {namespace}/{name}");
+            match cluster
+                .deadline(&what, api.delete(name, &DeleteParams::background()))
+                .await?
+            {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(api_failure(&what, e)),
+            }
+        }
+        Target::Namespace { name } => namespace::delete(cluster, name).await,
+        Target::RunDirectory { .. } => {
+            let run = crate::naming::RunId::parse(&action.run)?;
+            handover::remove(runtime_dir, &run)
+        }
+    }
+}
+
+/// Per-run namespaces: (name, run, created).
+async fn per_run_namespaces(cluster: &Cluster) -> Result<Vec<(String, String, Option<Timestamp>)>> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let selector = format!("{}={},{RUN_LABEL}", MANAGED_BY.0, MANAGED_BY.1);
+    let found = cluster
+        .call(
+            "listing per-run namespaces",
+            api.list_metadata(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .filter_map(|n| {
+            let run = n.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
+            Some((
+                n.metadata.name?,
+                run,
+                n.metadata.creation_timestamp.map(|t| t.0),
+            ))
+        })
+        .collect())
+}
+
+/// kubesu's RoleBindings: (namespace, name, run).
+async fn kubesu_bindings(cluster: &Cluster) -> Result<Vec<(String, String, String)>> {
+    let api: Api<RoleBinding> = Api::all(cluster.client.clone());
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let found = cluster
+        .call(
+            "listing kubesu's RoleBindings",
+            api.list_metadata(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter_map(|b| {
+            let run = b.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
+            Some((b.metadata.namespace?, b.metadata.name?, run))
+        })
+        .collect())
+}
