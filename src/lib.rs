@@ -2,15 +2,21 @@
 //! credentials scoped to one namespace, created for the run and revoked when
 //! it ends. See `man kubesu` and `run::run` for the phases.
 
+pub mod admin;
 pub mod audit;
 pub mod authorize;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod environment;
 pub mod failure;
+pub mod gc;
 pub mod handover;
+pub mod list;
+pub mod liveness;
 pub mod naming;
+pub mod rbac;
 pub mod revoke;
 pub mod run;
 pub mod spark;
@@ -47,10 +53,11 @@ fn dispatch(cli: Cli) -> failure::Result<i32> {
     match cli.mode {
         Mode::Run(args) => run::run(cli.config.as_deref(), &args.target, &args.command),
         Mode::Shell(_) => not_yet("shell", 4),
-        Mode::Gc(_) => not_yet("gc", 5),
-        Mode::List(_) => not_yet("list", 5),
-        Mode::Revoke(_) => not_yet("revoke", 5),
-        Mode::Check(_) => not_yet("check", 7),
+        Mode::Gc(args) => gc::gc(cli.config.as_deref(), &args),
+        Mode::List(args) => list::list(cli.config.as_deref(), &args),
+        Mode::Revoke(args) => revoke::command(cli.config.as_deref(), &args),
+        Mode::Check(args) => check::check(cli.config.as_deref(), args.json),
+        Mode::Rbac(args) => rbac::rbac(cli.config.as_deref(), &args),
     }
 }
 

@@ -3,6 +3,8 @@
 //! skip.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod proxy;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs a kubesu build the way an administrator would, for the demo and the
 # integration tests: the binary as /usr/sbin/kubesu, the example config and
-# the bed's admin kubeconfig under /etc/kubesu, the sudoers drop-in (checked
-# with visudo first), and the Spark ClusterRole in the bed.
+# the kubeconfig of the bed's user "kubesu" under /etc/kubesu, the sudoers
+# drop-in (checked with visudo first), and what `kubesu rbac --user kubesu`
+# prints, applied with the admin kubeconfig: kubesu's own identity holds
+# exactly those permissions (least privilege, proven by the whole suite).
 #
 #   install-kubesu.sh PATH-TO-KUBESU-BINARY
 set -euo pipefail
@@ -12,13 +14,27 @@ binary=${1:?usage: install-kubesu.sh PATH-TO-KUBESU-BINARY}
 dir=${KUBESU_TESTBED_DIR:-/var/tmp/kubesu-testbed}
 [ "$(id -u)" = 0 ] || { echo "install-kubesu.sh: run as root" >&2; exit 1; }
 [ -f "$dir/admin.kubeconfig" ] || { echo "install-kubesu.sh: the test bed is not up (bash tests/testbed/bed.sh up)" >&2; exit 1; }
+[ -f "$dir/kubesu.kubeconfig" ] || { echo "install-kubesu.sh: $dir/kubesu.kubeconfig is missing: re-run bash tests/testbed/bed.sh up" >&2; exit 1; }
 
-# install(1) writes a temporary file and renames it: a running kubesu is
-# never replaced under its feet.
 install -d -m 0755 -o root -g root /etc/kubesu
-install -m 0755 -o root -g root "$binary" /usr/sbin/kubesu
+# Installed beside, then renamed over: a running kubesu keeps its old file
+# (writing into a running binary fails with "Text file busy").
+install -m 0755 -o root -g root "$binary" /usr/sbin/.kubesu.new
+mv -f /usr/sbin/.kubesu.new /usr/sbin/kubesu
 install -m 0644 -o root -g root "$repo/examples/config.toml" /etc/kubesu/config.toml
-install -m 0600 -o root -g root "$dir/admin.kubeconfig" /etc/kubesu/kubeconfig
+install -m 0600 -o root -g root "$dir/kubesu.kubeconfig" /etc/kubesu/kubeconfig
 visudo -qcf "$repo/sudoers.d/kubesu"
 install -m 0440 -o root -g root "$repo/sudoers.d/kubesu" /etc/sudoers.d/kubesu
-kubectl --kubeconfig "$dir/admin.kubeconfig" apply -f "$repo/deploy/spark-clusterrole.yaml" >/dev/null
+/usr/sbin/kubesu rbac --user kubesu | kubectl --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null
+# The API server's RBAC cache follows within moments: wait for it, so that
+# the first run after a fresh bed is not refused.
+for _ in $(seq 50); do
+  ok=1
+  for probe in "get namespaces" "bind clusterroles/kubesu-spark" "deletecollection persistentvolumeclaims"; do
+    # shellcheck disable=SC2086
+    kubectl --kubeconfig "$dir/kubesu.kubeconfig" auth can-i $probe -A >/dev/null 2>&1 || ok=
+  done
+  [ -n "$ok" ] && break
+  sleep 0.2
+done
+[ -n "$ok" ] || { echo "install-kubesu.sh: kubesu's RBAC did not take effect" >&2; exit 1; }

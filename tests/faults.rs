@@ -1,0 +1,288 @@
+//! Runs under injected faults: the API server unreachable, slow, or cut off
+//! at the worst moment. Each ends with nothing of kubesu's left after at
+//! most one `gc`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::proxy::{Fault, FaultProxy};
+use common::*;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::ListParams;
+
+const SH: &str = "/usr/bin/sh";
+
+fn api_port() -> u16 {
+    std::env::var("KUBESU_TESTBED_API_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(16443)
+}
+
+/// A proxy, and a root-owned config whose kubesu talks to the cluster
+/// through it (users still get the real server).
+struct Faulty {
+    proxy: FaultProxy,
+    config: String,
+}
+
+impl Faulty {
+    fn new(name: &str, revoke_timeout: &str) -> Faulty {
+        install();
+        let proxy = FaultProxy::start(api_port());
+        let kubeconfig =
+            std::fs::read_to_string("/etc/kubesu/kubeconfig").expect("kubesu's kubeconfig");
+        let server = format!("https://127.0.0.1:{}", api_port());
+        let kubeconfig_path = format!("/etc/kubesu/test-{name}.kubeconfig");
+        std::fs::write(&kubeconfig_path, kubeconfig.replace(&server, &proxy.url()))
+            .expect("write kubeconfig");
+        std::fs::set_permissions(
+            &kubeconfig_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod");
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+                .expect("example");
+        let text = example
+            .replace(
+                "kubeconfig = \"/etc/kubesu/kubeconfig\"",
+                &format!("kubeconfig = \"{kubeconfig_path}\"\nserver = \"{server}\""),
+            )
+            .replace("request_timeout = \"10s\"", "request_timeout = \"3s\"")
+            .replace(
+                "revoke_timeout = \"30s\"",
+                &format!("revoke_timeout = \"{revoke_timeout}\""),
+            );
+        let config = format!("/etc/kubesu/test-{name}.toml");
+        std::fs::write(&config, text).expect("write config");
+        Faulty { proxy, config }
+    }
+
+    fn kubesu(&self, args: &[&str]) -> std::process::Command {
+        let mut all = vec![args[0], "--config", &self.config];
+        all.extend_from_slice(&args[1..]);
+        root_kubesu(&all)
+    }
+}
+
+/// kubesu's ServiceAccounts of a user, straight from the API server.
+async fn leases_of(user: &str) -> usize {
+    Api::<ServiceAccount>::all(admin_client().await)
+        .list(&ListParams::default().labels(&format!(
+            "app.kubernetes.io/managed-by=kubesu,kubesu.io/user={user}"
+        )))
+        .await
+        .expect("list")
+        .items
+        .len()
+}
+
+/// These tests count a user's leases and take the API server away: one at
+/// a time.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
+fn gc_clean() {
+    let out = output(&mut root_kubesu(&["gc"]));
+    assert_eq!(out.status.code(), Some(0), "gc: {}", stderr(&out));
+}
+
+#[tokio::test]
+async fn an_unreachable_api_server_during_prepare_is_exit_69_within_the_deadline() {
+    let _serial = serial().await;
+    let faulty = Faulty::new("unreachable", "3s");
+    faulty.proxy.set(Fault::Refuse);
+    let start = Instant::now();
+    let out = output(&mut faulty.kubesu(&["run", "--user", "erin", "--", "/usr/bin/true"]));
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        stderr(&out).contains("unavailable") || stderr(&out).contains("no answer"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(leases_of("erin").await, 0);
+}
+
+#[tokio::test]
+async fn a_connection_cut_before_the_rolebinding_rolls_the_service_account_back() {
+    let _serial = serial().await;
+    let faulty = Faulty::new("cut", "10s");
+    // Make sure carol's namespace exists so the cut hits the binding.
+    let out = output(&mut faulty.kubesu(&["run", "--user", "carol", "--", "/usr/bin/true"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    faulty.proxy.set(Fault::CutOnce("/rolebindings"));
+    let out = output(&mut faulty.kubesu(&["run", "--user", "carol", "--", "/usr/bin/id"]));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the run went on after losing its binding"
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "the command ran without its binding"
+    );
+    assert!(
+        stderr(&out).contains("RoleBinding") || stderr(&out).contains("ClusterRole"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        leases_of("carol").await,
+        0,
+        "the rollback left the ServiceAccount"
+    );
+}
+
+#[tokio::test]
+async fn an_api_server_down_at_revocation_is_retried_then_left_to_gc() {
+    let _serial = serial().await;
+    let faulty = Faulty::new("down-at-exit", "3s");
+    let child = faulty
+        .kubesu(&[
+            "run",
+            "--json",
+            "--user",
+            "erin",
+            "--",
+            SH,
+            "-c",
+            "read line; exit 7",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the lease exists, then take the API server away.
+    let start = Instant::now();
+    while leases_of("erin").await == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the run never got its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faulty.proxy.set(Fault::Refuse);
+    let mut child = child;
+    drop(child.stdin.take()); // the command reads EOF and exits 7
+    let started = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's status, whatever revocation did: {}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "revocation retried for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr(&out).contains("warning") && stderr(&out).contains("kubesu gc"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(run_record(&out)["revoked"], false);
+    assert_eq!(
+        leases_of("erin").await,
+        1,
+        "the lease should still be there for gc"
+    );
+    faulty.proxy.set(Fault::None);
+    gc_clean();
+    assert_eq!(leases_of("erin").await, 0, "gc left the lease");
+}
+
+#[tokio::test]
+async fn a_slow_api_server_delays_the_run_but_never_hangs_it() {
+    let _serial = serial().await;
+    let faulty = Faulty::new("slow", "10s");
+    faulty.proxy.set(Fault::Delay(Duration::from_secs(2)));
+    let start = Instant::now();
+    let out = output(&mut faulty.kubesu(&["run", "--user", "erin", "--", "/usr/bin/true"]));
+    let took = start.elapsed();
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(69)),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    faulty.proxy.set(Fault::None);
+    gc_clean();
+    assert_eq!(leases_of("erin").await, 0);
+}
+
+#[tokio::test]
+async fn thirty_runs_in_parallel_with_gc_in_a_loop_all_succeed_and_leave_nothing() {
+    let _serial = serial().await;
+    install();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut passes = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = output(&mut root_kubesu(&["gc", "--json"]));
+                assert_eq!(out.status.code(), Some(0), "gc: {}", stderr(&out));
+                passes += 1;
+            }
+            passes
+        })
+    };
+    let runs: Vec<_> = (0..30)
+        .map(|i| {
+            let user = ["alice", "bob", "carol"][i % 3];
+            sudo_kubesu(&[
+                "run",
+                "--json",
+                "--user",
+                user,
+                "--",
+                SH,
+                "-c",
+                "kubectl get pods >/dev/null",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+        })
+        .collect();
+    let mut finished = Vec::new();
+    for run in runs {
+        let out = run.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        finished.push(run_record(&out)["run"].as_str().expect("run").to_string());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let passes = looping.join().expect("gc loop");
+    assert!(passes > 0);
+    let left = Api::<ServiceAccount>::all(admin_client().await)
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=kubesu"))
+        .await
+        .expect("list");
+    for account in left.items {
+        let run = account
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .remove("kubesu.io/run")
+            .unwrap_or_default();
+        assert!(
+            !finished.contains(&run),
+            "run {run} left its ServiceAccount"
+        );
+    }
+}
