@@ -15,6 +15,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 say "setting up: packages, test users, the control plane (first time: ~10 minutes to build Kubernetes)"
 bash tests/testbed/install-deps.sh
 bash tests/testbed/users.sh
+bash tests/testbed/install-pyspark.sh
 bash tests/testbed/syslog.sh start
 [ "$keep" = --keep ] || trap 'bash tests/testbed/bed.sh down; bash tests/testbed/syslog.sh stop' EXIT
 bash tests/testbed/bed.sh up

@@ -12,6 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/testbed/install-deps.sh
 bash tests/testbed/users.sh
+bash tests/testbed/install-pyspark.sh
 trap 'bash tests/testbed/bed.sh down; bash tests/testbed/syslog.sh stop' EXIT
 bash tests/testbed/syslog.sh start
 bash tests/testbed/bed.sh up

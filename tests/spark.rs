@@ -179,6 +179,18 @@ fn app_cleanup(namespace: &str, app: &str) -> Leftovers {
     }
 }
 
+/// The executors' ConfigMap carries no run or app-name label, only Spark's
+/// application id.
+fn executor_cleanup(executor: &Pod) -> Option<Leftovers> {
+    Some(Leftovers {
+        namespace: executor.metadata.namespace.clone()?,
+        selector: format!(
+            "spark-app-selector={}",
+            label(executor, "spark-app-selector")?
+        ),
+    })
+}
+
 /// A Spark application name that is also a valid label value, unique to
 /// this test.
 fn app_name(prefix: &str) -> String {
@@ -679,6 +691,7 @@ async fn client_mode_driver_runs_as_the_user_and_creates_executors_in_their_name
     let (_dir, script) = pi_script();
 
     let (executor, record) = client_mode_run(&admin, &app, &script).await;
+    let _executor_maps = executor_cleanup(&executor);
 
     assert_eq!(executor.metadata.namespace.as_deref(), Some("kubesu-alice"));
     assert_eq!(
@@ -840,6 +853,7 @@ async fn client_mode_leftovers_are_removed_when_the_run_is_terminated() {
     let (_dir, script) = pi_script();
 
     let (executor, record) = client_mode_run(&admin, &app, &script).await;
+    let _executor_maps = executor_cleanup(&executor);
 
     // Spark deletes its executors on a clean stop, but not reliably on
     // SIGTERM: kubesu must.
