@@ -39,7 +39,32 @@ pub enum Mode {
     Revoke(RevokeArgs),
     /// Check the configuration, file modes, the cluster and kubesu's own
     /// permissions; exit 0 only when everything holds.
+    ///
+    /// One row per check: the config file (ownership, mode, syntax with line
+    /// and column), kubesu's kubeconfig (root-owned, no group or other
+    /// access), the runtime directory (checked, never created), the sudoers
+    /// drop-in /etc/sudoers.d/kubesu if present (visudo -cf, root-owned,
+    /// 0440), every [[command]] path, the cluster's reachability and version,
+    /// every permission `kubesu rbac` grants (asked with
+    /// SelfSubjectAccessReview) and the Spark ClusterRole's rules. Each
+    /// failure comes with its fix.
+    ///
+    /// Exit status: 0 when every check passes; 78 when any check of the
+    /// configuration, files or permissions fails (the administrator fixes
+    /// something on this host or in RBAC); otherwise 69 when the only
+    /// failures are that the cluster could not be reached, so the checks
+    /// needing it could not run. Run it as root: it reads root-only files.
     Check(OutputArgs),
+    /// Print the RBAC manifests an administrator applies once:
+    /// `kubesu rbac | kubectl apply -f -`.
+    ///
+    /// The ClusterRole `kubesu` with exactly the permissions kubesu uses, the
+    /// ClusterRoleBinding `kubesu` giving it to the identity in kubesu's
+    /// kubeconfig (--user or --service-account), and the Spark ClusterRole
+    /// named by [cluster] cluster_role that each run's ServiceAccount gets in
+    /// its namespace. Reads the config only for that name: any user who can
+    /// read the config may run it.
+    Rbac(RbacArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +120,19 @@ pub struct GcArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct RbacArgs {
+    /// The Kubernetes user kubesu's kubeconfig authenticates as (e.g. a
+    /// client certificate's CN) [default: kubesu].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Or the ServiceAccount it authenticates as.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub service_account: Option<String>,
 }
 
 #[derive(Debug, Args)]

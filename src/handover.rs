@@ -79,6 +79,20 @@ pub fn ensure_runtime_dir(path: &Path) -> Result<()> {
     check_runtime(path, &fd)
 }
 
+/// `kubesu check`: would `ensure_runtime_dir` accept the runtime directory?
+/// Creates nothing. `Ok(false)` when it does not exist yet (the first run
+/// creates it); the same refusals as `ensure_runtime_dir` otherwise.
+pub fn check_runtime_dir(path: &Path) -> Result<bool> {
+    require_absolute(path)?;
+    match open_dir(path) {
+        Err(Errno::ENOENT) => Ok(false),
+        opened => {
+            let fd = opened.map_err(|e| runtime_open_failure(path, e))?;
+            check_runtime(path, &fd).map(|()| true)
+        }
+    }
+}
+
 /// Where a run's files will be, before anything exists (for the plan and
 /// the forced Spark arguments).
 pub fn planned(runtime: &Path, run: &RunId) -> Handover {
@@ -670,6 +684,25 @@ mod tests {
                 .unwrap_err()
                 .code,
             Code::Config
+        );
+    }
+
+    #[test]
+    fn check_runtime_dir_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tmp.path().join("a/kubesu");
+        assert!(!check_runtime_dir(&rt).unwrap());
+        assert!(!tmp.path().join("a").exists());
+        fs::create_dir_all(&rt).unwrap();
+        fs::set_permissions(&rt, fs::Permissions::from_mode(0o711)).unwrap();
+        assert!(check_runtime_dir(&rt).unwrap());
+        fs::set_permissions(&rt, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_runtime_dir(&rt).unwrap_err();
+        assert_eq!(err.code, Code::Config);
+        assert!(
+            err.message.contains("writable by group or others"),
+            "{}",
+            err.message
         );
     }
 

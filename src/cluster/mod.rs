@@ -2,6 +2,7 @@
 //! creates (namespace, lease, token). Every call has a deadline.
 
 pub mod lease;
+pub mod leftovers;
 pub mod namespace;
 pub mod token;
 

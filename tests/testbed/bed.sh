@@ -59,6 +59,18 @@ make_pki() {
   touch "$pki/done"
 }
 
+# Client certificates for kubesu's own identity (user "kubesu", given exactly
+# what `kubesu rbac` prints by install-kubesu.sh) and for an identity without
+# any RBAC ("nobody-kubesu", for `kubesu check`'s tests), with a kubeconfig
+# each. Created even when the rest of the pki is cached.
+make_identities() {
+  local user
+  for user in kubesu nobody-kubesu; do
+    [ -f "$pki/$user.crt" ] || sign "$user" "/CN=$user" ca 'extendedKeyUsage=clientAuth'
+    kubeconfig "$dir/$user.kubeconfig" "$user"
+  done
+}
+
 kubeconfig() { # file cert-name
   local b64='base64 -w0'
   cat >"$1" <<EOF
@@ -150,6 +162,8 @@ up() {
   local bin
   bin=$(bash "$here/build-kubernetes.sh")
   mkdir -p "$dir/run" "$dir/log"
+  make_pki
+  make_identities
   if is_ours kube-apiserver && is_ours etcd && is_ours kube-controller-manager; then
     log "already up at $server"
     return

@@ -1,0 +1,520 @@
+//! `kubesu rbac`: the RBAC manifests an administrator applies once, with
+//! `kubesu rbac | kubectl apply -f -`:
+//!
+//! 1. the ClusterRole `kubesu` for kubesu's own identity: exactly the API
+//!    calls kubesu makes, nothing more;
+//! 2. the ClusterRoleBinding `kubesu` that gives it to kubesu's identity;
+//! 3. the Spark ClusterRole (`[cluster] cluster_role`) each run's
+//!    ServiceAccount gets in its namespace.
+//!
+//! The permissions are data ([`KUBESU_PERMISSIONS`], [`SPARK_PERMISSIONS`]):
+//! the manifests are printed from them and `kubesu check` verifies them, so
+//! what is granted and what is checked cannot drift apart. The committed
+//! deploy/spark-clusterrole.yaml is this module's output (a test keeps it so).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::cli::RbacArgs;
+use crate::failure::{Failure, Result};
+use crate::run;
+use crate::sys::Invoker;
+
+/// The name of kubesu's own ClusterRole and ClusterRoleBinding.
+pub const KUBESU_ROLE: &str = "kubesu";
+/// The identity `kubesu rbac` binds when given neither --user nor
+/// --service-account.
+pub const DEFAULT_USER: &str = "kubesu";
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Which objects of its resources a permission covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    /// Every object.
+    Any,
+    /// Only the configured `[cluster] cluster_role`.
+    ClusterRole,
+}
+
+/// One RBAC rule: these verbs on these resources of one API group.
+#[derive(Debug, Clone, Copy)]
+pub struct Permission {
+    /// The API group; "" is the core group.
+    pub group: &'static str,
+    /// Resources; "resource/subresource" for a subresource.
+    pub resources: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub names: Names,
+    /// Why kubesu needs it: a comment in the manifests, a hint in `check`.
+    pub why: &'static str,
+}
+
+impl Permission {
+    /// Every (resource, verb) pair the rule grants, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.resources
+            .iter()
+            .flat_map(|r| self.verbs.iter().map(move |v| (*r, *v)))
+    }
+
+    /// "namespaces", "clusterroles.rbac.authorization.k8s.io", ...
+    pub fn label(&self) -> String {
+        let resources = self.resources.join(",");
+        if self.group.is_empty() {
+            resources
+        } else {
+            format!("{resources}.{}", self.group)
+        }
+    }
+}
+
+const CLEANUP_RESOURCES: &[&str] = &["pods", "services", "configmaps", "persistentvolumeclaims"];
+
+/// What kubesu's own identity needs, and nothing more. Namespaced resources
+/// are granted cluster-wide: kubesu creates objects in any namespace its
+/// template names.
+pub const KUBESU_PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "",
+        resources: &["namespaces"],
+        verbs: &["get", "list", "create", "delete"],
+        names: Names::Any,
+        why: "create the run's namespace if absent and check that it is kubesu's; \
+              find and delete per-run namespaces (run, gc)",
+    },
+    Permission {
+        group: "",
+        resources: &["serviceaccounts"],
+        verbs: &["get", "list", "create", "delete"],
+        names: Names::Any,
+        why: "each run's ServiceAccount is its lease: created for the run, \
+              listed by gc and list, deleted on revocation",
+    },
+    Permission {
+        group: "",
+        resources: &["serviceaccounts/token"],
+        verbs: &["create"],
+        names: Names::Any,
+        why: "mint the run's short-lived token (TokenRequest)",
+    },
+    Permission {
+        group: RBAC_GROUP,
+        resources: &["rolebindings"],
+        verbs: &["get", "list", "create", "delete"],
+        names: Names::Any,
+        why: "bind the Spark ClusterRole to the run's ServiceAccount in its namespace only",
+    },
+    Permission {
+        group: RBAC_GROUP,
+        resources: &["clusterroles"],
+        verbs: &["get", "bind"],
+        names: Names::ClusterRole,
+        why: "bind: create those RoleBindings without holding the role's permissions; \
+              get: `kubesu check` verifies that the role exists",
+    },
+    Permission {
+        group: "",
+        resources: CLEANUP_RESOURCES,
+        verbs: &["get", "list", "delete", "deletecollection"],
+        names: Names::Any,
+        why: "clean up what Spark left in the run's namespace (revoke, gc)",
+    },
+    Permission {
+        group: "authorization.k8s.io",
+        resources: &["selfsubjectaccessreviews"],
+        verbs: &["create"],
+        names: Names::Any,
+        why: "`kubesu check` asks the API server whether kubesu holds these permissions",
+    },
+];
+
+/// What a Spark driver needs in its own namespace (and nothing else): bound
+/// to each run's ServiceAccount there.
+pub const SPARK_PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "",
+        resources: CLEANUP_RESOURCES,
+        verbs: &[
+            "get",
+            "list",
+            "watch",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection",
+        ],
+        names: Names::Any,
+        why: "the driver runs its executors as pods, with services, configmaps and volumes",
+    },
+    Permission {
+        group: "",
+        resources: &["pods/log"],
+        verbs: &["get", "list", "watch"],
+        names: Names::Any,
+        why: "executor logs",
+    },
+];
+
+/// Whom the ClusterRoleBinding names: the identity in kubesu's kubeconfig.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    User(String),
+    ServiceAccount { namespace: String, name: String },
+}
+
+impl Identity {
+    pub fn from_args(args: &RbacArgs) -> Result<Identity> {
+        match (&args.user, &args.service_account) {
+            (Some(_), Some(_)) => Err(Failure::usage(
+                "give either --user or --service-account, not both",
+            )),
+            (Some(user), None) => {
+                if user.is_empty() || user.chars().any(char::is_control) {
+                    return Err(Failure::usage(format!(
+                        "--user {user:?} is not a Kubernetes user name"
+                    )));
+                }
+                Ok(Identity::User(user.clone()))
+            }
+            (None, Some(account)) => {
+                let bad = || {
+                    Failure::usage(format!(
+                        "--service-account {account:?} is not NAMESPACE/NAME (lowercase letters, digits, '-' and '.')"
+                    ))
+                };
+                let (namespace, name) = account.split_once('/').ok_or_else(bad)?;
+                let valid = |s: &str| {
+                    !s.is_empty()
+                        && s.len() <= 253
+                        && s.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        })
+                        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+                };
+                if !valid(namespace) || !valid(name) || namespace.contains('.') {
+                    return Err(bad());
+                }
+                Ok(Identity::ServiceAccount {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                })
+            }
+            (None, None) => Ok(Identity::User(DEFAULT_USER.into())),
+        }
+    }
+}
+
+/// A YAML double-quoted scalar (JSON's string syntax is valid YAML).
+fn quote(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn flow(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The `# ...` comment lines for `text`, wrapped at about 76 columns.
+fn comment(out: &mut String, text: &str) {
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 76 && line.len() > 1 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
+        }
+        line.push(' ');
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
+
+fn cluster_role(out: &mut String, name: &str, rules: &[Permission], cluster_role_name: &str) {
+    let _ = write!(
+        out,
+        "apiVersion: rbac.authorization.k8s.io/v1\n\
+         kind: ClusterRole\n\
+         metadata:\n  name: {}\n  labels:\n    app.kubernetes.io/managed-by: kubesu\n\
+         rules:\n",
+        quote(name)
+    );
+    for rule in rules {
+        comment(out, rule.why);
+        let _ = writeln!(out, "- apiGroups: {}", flow(&[rule.group]));
+        let _ = writeln!(out, "  resources: {}", flow(rule.resources));
+        if rule.names == Names::ClusterRole {
+            let _ = writeln!(out, "  resourceNames: {}", flow(&[cluster_role_name]));
+        }
+        let _ = writeln!(out, "  verbs: {}", flow(rule.verbs));
+    }
+}
+
+/// The Spark ClusterRole alone, as committed in deploy/spark-clusterrole.yaml.
+pub fn spark_manifest(cluster_role_name: &str) -> String {
+    let mut out = String::new();
+    comment(
+        &mut out,
+        "The ClusterRole kubesu binds, in the run's namespace only, to each run's \
+         ServiceAccount: what a Spark driver needs to run executors (pods, services, \
+         configmaps, persistentvolumeclaims), and nothing else. Generated by \
+         `kubesu rbac`; [cluster] cluster_role in the config names it.",
+    );
+    cluster_role(
+        &mut out,
+        cluster_role_name,
+        SPARK_PERMISSIONS,
+        cluster_role_name,
+    );
+    out
+}
+
+/// All three manifests, as one multi-document YAML stream.
+pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
+    let mut out = String::new();
+    comment(
+        &mut out,
+        "kubesu's RBAC, generated by `kubesu rbac`. Apply once as a cluster \
+         administrator: kubesu rbac | kubectl apply -f -",
+    );
+    out.push_str("#\n");
+    comment(
+        &mut out,
+        "kubesu's own identity: exactly the API calls kubesu makes. `kubesu check` \
+         verifies each rule with a SelfSubjectAccessReview.",
+    );
+    cluster_role(&mut out, KUBESU_ROLE, KUBESU_PERMISSIONS, cluster_role_name);
+    out.push_str("---\n");
+    comment(
+        &mut out,
+        "Gives it to the identity in kubesu's kubeconfig ([cluster] kubeconfig).",
+    );
+    let _ = write!(
+        out,
+        "apiVersion: rbac.authorization.k8s.io/v1\n\
+         kind: ClusterRoleBinding\n\
+         metadata:\n  name: {name}\n  labels:\n    app.kubernetes.io/managed-by: kubesu\n\
+         roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {name}\n\
+         subjects:\n",
+        name = quote(KUBESU_ROLE)
+    );
+    match identity {
+        Identity::User(user) => {
+            let _ = write!(
+                out,
+                "- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: {}\n",
+                quote(user)
+            );
+        }
+        Identity::ServiceAccount { namespace, name } => {
+            let _ = write!(
+                out,
+                "- kind: ServiceAccount\n  namespace: {}\n  name: {}\n",
+                quote(namespace),
+                quote(name)
+            );
+        }
+    }
+    out.push_str("---\n");
+    out.push_str(&spark_manifest(cluster_role_name));
+    out
+}
+
+/// `kubesu rbac`: print the manifests. Needs only a readable config (for
+/// the Spark ClusterRole's name), not root.
+pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
+    let identity = Identity::from_args(args)?;
+    let invoker = Invoker::current();
+    let config = run::load_config(config_path, &invoker).map_err(|mut failure| {
+        if !invoker.effective_uid.is_root() {
+            failure.message.push_str(
+                "; `kubesu rbac` reads the config for [cluster] cluster_role: run it as root \
+                 (sudo kubesu rbac) or make the config readable",
+            );
+        }
+        failure
+    })?;
+    print!("{}", manifests(&config.cluster.cluster_role, &identity));
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const EXAMPLE: &str = include_str!("../examples/config.toml");
+    const DEPLOYED: &str = include_str!("../deploy/spark-clusterrole.yaml");
+
+    fn example_role() -> String {
+        Config::parse(EXAMPLE, Path::new("example.toml"))
+            .expect("example config")
+            .cluster
+            .cluster_role
+    }
+
+    fn args(user: Option<&str>, account: Option<&str>) -> RbacArgs {
+        RbacArgs {
+            user: user.map(Into::into),
+            service_account: account.map(Into::into),
+        }
+    }
+
+    /// Regenerate with `KUBESU_REGENERATE=1 cargo test --lib rbac`.
+    #[test]
+    fn the_committed_spark_clusterrole_is_what_rbac_prints() {
+        let generated = spark_manifest(&example_role());
+        if std::env::var_os("KUBESU_REGENERATE").is_some() {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/spark-clusterrole.yaml");
+            std::fs::write(path, &generated).expect("write deploy/spark-clusterrole.yaml");
+            return;
+        }
+        assert_eq!(
+            DEPLOYED, generated,
+            "deploy/spark-clusterrole.yaml is stale: regenerate it with \
+             `KUBESU_REGENERATE=1 cargo test --lib rbac`"
+        );
+        assert!(manifests(&example_role(), &Identity::User("kubesu".into())).ends_with(DEPLOYED));
+    }
+
+    #[test]
+    fn kubesu_permissions_are_exactly_what_kubesu_uses() {
+        let granted: Vec<String> = KUBESU_PERMISSIONS
+            .iter()
+            .flat_map(|p| {
+                p.pairs().map(move |(r, v)| {
+                    let name = if p.names == Names::ClusterRole {
+                        "/NAME"
+                    } else {
+                        ""
+                    };
+                    format!("{v} {r}.{}{name}", p.group)
+                })
+            })
+            .collect();
+        let mut expected = vec![
+            "get namespaces.",
+            "list namespaces.",
+            "create namespaces.",
+            "delete namespaces.",
+            "get serviceaccounts.",
+            "list serviceaccounts.",
+            "create serviceaccounts.",
+            "delete serviceaccounts.",
+            "create serviceaccounts/token.",
+            "get rolebindings.rbac.authorization.k8s.io",
+            "list rolebindings.rbac.authorization.k8s.io",
+            "create rolebindings.rbac.authorization.k8s.io",
+            "delete rolebindings.rbac.authorization.k8s.io",
+            "get clusterroles.rbac.authorization.k8s.io/NAME",
+            "bind clusterroles.rbac.authorization.k8s.io/NAME",
+            "create selfsubjectaccessreviews.authorization.k8s.io",
+        ];
+        for r in CLEANUP_RESOURCES {
+            for v in ["get", "list", "delete", "deletecollection"] {
+                expected.push(Box::leak(format!("{v} {r}.").into_boxed_str()));
+            }
+        }
+        let mut granted_sorted = granted.clone();
+        granted_sorted.sort();
+        expected.sort();
+        assert_eq!(granted_sorted, expected);
+        // No duplicates, and nothing broader than the resources named.
+        let mut unique = granted.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), granted.len());
+        for p in KUBESU_PERMISSIONS {
+            assert!(!p.verbs.contains(&"*") && !p.resources.contains(&"*"));
+            assert!(!p.verbs.contains(&"escalate") && !p.verbs.contains(&"impersonate"));
+            assert!(!p.verbs.contains(&"watch") && !p.verbs.contains(&"update"));
+        }
+        // Only ClusterRoles are restricted by name, and they are.
+        for p in KUBESU_PERMISSIONS {
+            assert_eq!(
+                p.names == Names::ClusterRole,
+                p.resources == ["clusterroles"],
+                "{}",
+                p.label()
+            );
+        }
+    }
+
+    #[test]
+    fn the_manifests_are_three_documents() {
+        let yaml = manifests("spark-role", &Identity::User("kubesu".into()));
+        let docs: Vec<&str> = yaml.split("\n---\n").collect();
+        assert_eq!(docs.len(), 3, "{yaml}");
+        assert!(docs[0].contains("kind: ClusterRole\nmetadata:\n  name: \"kubesu\"\n"));
+        assert!(docs[0].contains(
+            "- apiGroups: [\"rbac.authorization.k8s.io\"]\n  resources: [\"clusterroles\"]\n  \
+             resourceNames: [\"spark-role\"]\n  verbs: [\"get\", \"bind\"]\n"
+        ));
+        assert!(docs[0].contains(
+            "- apiGroups: [\"\"]\n  resources: [\"serviceaccounts/token\"]\n  verbs: [\"create\"]\n"
+        ));
+        assert_eq!(
+            docs[0].matches("\n- apiGroups:").count(),
+            KUBESU_PERMISSIONS.len()
+        );
+        assert!(docs[1].contains("kind: ClusterRoleBinding\n"));
+        assert!(docs[1].contains("roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: \"kubesu\"\n"));
+        assert!(docs[1].contains(
+            "subjects:\n- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: \"kubesu\""
+        ));
+        assert!(docs[2].contains("kind: ClusterRole\nmetadata:\n  name: \"spark-role\"\n"));
+        assert_eq!(
+            docs[2].matches("\n- apiGroups:").count(),
+            SPARK_PERMISSIONS.len()
+        );
+        // Every comment line is a comment, every line fits a terminal.
+        for line in yaml.lines() {
+            assert!(line.len() <= 100, "{line}");
+            assert!(!line.contains('\t'), "{line}");
+        }
+    }
+
+    #[test]
+    fn names_are_quoted_so_the_config_cannot_inject_yaml() {
+        let yaml = manifests(
+            "evil\"\n  verbs: [\"*\"]",
+            &Identity::User("u: x\n- kind: Group".into()),
+        );
+        assert!(!yaml.contains("\n  verbs: [\"*\"]"));
+        assert!(!yaml.contains("\n- kind: Group"));
+        assert!(yaml.contains(r#"name: "evil\"\n  verbs: [\"*\"]""#));
+    }
+
+    #[test]
+    fn identities() {
+        assert_eq!(
+            Identity::from_args(&args(None, None)).unwrap(),
+            Identity::User("kubesu".into())
+        );
+        assert_eq!(
+            Identity::from_args(&args(Some("ops-kubesu"), None)).unwrap(),
+            Identity::User("ops-kubesu".into())
+        );
+        let sa = Identity::from_args(&args(None, Some("kube-system/kubesu"))).unwrap();
+        assert_eq!(
+            sa,
+            Identity::ServiceAccount {
+                namespace: "kube-system".into(),
+                name: "kubesu".into()
+            }
+        );
+        let yaml = manifests("r", &sa);
+        assert!(yaml.contains(
+            "subjects:\n- kind: ServiceAccount\n  namespace: \"kube-system\"\n  name: \"kubesu\"\n"
+        ));
+        for bad in [
+            "kubesu", "/kubesu", "ns/", "a/b/c", "NS/x", "ns/-x", "a.b/x",
+        ] {
+            let err = Identity::from_args(&args(None, Some(bad))).unwrap_err();
+            assert_eq!(err.code, crate::failure::Code::Usage, "{bad}");
+        }
+        assert!(Identity::from_args(&args(Some(""), None)).is_err());
+        assert!(Identity::from_args(&args(Some("a"), Some("b/c"))).is_err());
+    }
+}
