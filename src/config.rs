@@ -70,6 +70,11 @@ pub struct Cluster {
     pub token_ttl: Duration,
     #[serde(default = "default_max_token_ttl", deserialize_with = "duration")]
     pub max_token_ttl: Duration,
+    /// While the command runs, kubesu renews the token this long before it
+    /// expires (default: a third of its lifetime), rewriting the run's
+    /// kubeconfig, which Spark and kubectl re-read.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub renew_before: Option<Duration>,
     /// Deadline of every single API call.
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
     pub request_timeout: Duration,
@@ -236,6 +241,12 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Durat
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+fn optional_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 /// "90s", "30m", "2h", "1d", or plain seconds.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
@@ -318,6 +329,15 @@ impl Config {
                 "[cluster] token_ttl must be at least {}s (the API server's minimum) and at most max_token_ttl",
                 MIN_TOKEN_TTL.as_secs()
             ));
+        }
+        if self
+            .cluster
+            .renew_before
+            .is_some_and(|r| r.is_zero() || r >= self.cluster.token_ttl)
+        {
+            return bad(
+                "[cluster] renew_before must be shorter than token_ttl and more than 0".into(),
+            );
         }
         crate::environment::check_config(&self.environment, &self.commands)?;
         crate::naming::namespace(

@@ -159,6 +159,64 @@ pub fn hand_over(
     }
 }
 
+/// Replace the token and the kubeconfig of a handed-over run with renewed
+/// ones. The run directory is the user's by now, so each file is written
+/// under a fresh name with exclusive creation and renamed over the old one
+/// through the directory's descriptor: a link the user planted is replaced,
+/// never followed. Readers see the old file or the new one, never half.
+pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
+    let handover = planned(runtime, run);
+    check_token(creds.token, uid)?;
+    let kubeconfig = kubeconfig(&handover, creds)?;
+    let failure = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+        Failure::software(format!(
+            "cannot {what} {} to renew the token of uid {uid}: {e}; the run keeps its current \
+             token until it expires",
+            path.display()
+        ))
+    };
+    let runtime_fd = open_dir(runtime).map_err(|e| runtime_open_failure(runtime, e))?;
+    check_runtime(runtime, &runtime_fd)?;
+    let dir_fd = openat(&runtime_fd, run.as_str(), dir_flags(), Mode::empty())
+        .map_err(|e| failure("open", &handover.dir, &e))?;
+    let stat = fstat(&dir_fd).map_err(|e| failure("inspect", &handover.dir, &e))?;
+    if !is_dir(&stat) || stat.st_uid != uid.as_raw() {
+        return Err(failure(
+            "use",
+            &handover.dir,
+            &"it is not the run directory handed to the user",
+        ));
+    }
+    let files: [(&str, &Path, &[u8]); 2] = [
+        (TOKEN_FILE, &handover.token, creds.token.as_bytes()),
+        (KUBECONFIG_FILE, &handover.kubeconfig, &kubeconfig),
+    ];
+    for (name, path, contents) in files {
+        let fresh = format!(".{name}.{}", std::process::id());
+        let fd = openat(
+            &dir_fd,
+            fresh.as_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            mode(FILE_MODE),
+        )
+        .map_err(|e| failure("create a new", path, &e))?;
+        let mut file = File::from(fd);
+        let written = fchmod(&file, mode(FILE_MODE))
+            .map_err(|e| e.to_string())
+            .and_then(|()| file.write_all(contents).map_err(|e| e.to_string()))
+            .and_then(|()| fchown(&file, Some(uid), Some(gid)).map_err(|e| e.to_string()))
+            .and_then(|()| {
+                nix::fcntl::renameat(&dir_fd, fresh.as_str(), &dir_fd, name)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            let _ = unlinkat(&dir_fd, fresh.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(failure("replace", path, &e));
+        }
+    }
+    Ok(())
+}
+
 /// Remove `<runtime>/<run id>` and what is in it, never following a symlink.
 ///
 /// Links are removed themselves; real subdirectories are entered through

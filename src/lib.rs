@@ -17,6 +17,7 @@ pub mod list;
 pub mod liveness;
 pub mod naming;
 pub mod rbac;
+pub mod renew;
 pub mod revoke;
 pub mod run;
 pub mod spark;

@@ -85,10 +85,11 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resources: &["serviceaccounts"],
-        verbs: &["get", "list", "create", "delete"],
+        verbs: &["get", "list", "create", "patch", "delete"],
         names: Names::Any,
         why: "each run's ServiceAccount is its lease: created for the run, \
-              listed by gc and list, deleted on revocation",
+              its expiry moved when the token is renewed, listed by gc and list, \
+              deleted on revocation",
     },
     Permission {
         group: "",
@@ -402,6 +403,7 @@ mod tests {
             "get serviceaccounts.",
             "list serviceaccounts.",
             "create serviceaccounts.",
+            "patch serviceaccounts.",
             "delete serviceaccounts.",
             "create serviceaccounts/token.",
             "get rolebindings.rbac.authorization.k8s.io",

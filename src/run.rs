@@ -18,8 +18,9 @@ use crate::config::{self, Config};
 use crate::failure::{Code, Context, Failure, Result};
 use crate::handover::{self, Credentials, Handover};
 use crate::naming::{self, Policy, RunId};
+use crate::renew::{Renewal, RenewalParts};
 use crate::revoke::{self, Grant};
-use crate::supervise::{self, Outcome};
+use crate::supervise::{self, Chore, Outcome};
 use crate::sys::privdrop::{self, Launch};
 use crate::sys::{self, Invoker, process, signals};
 use crate::{audit, environment, spark};
@@ -116,8 +117,7 @@ fn command_line(who: &Authorized<'_>, plan: &Plan, cluster: &Cluster) -> Vec<OsS
         master: format!("k8s://{}", cluster.server),
         namespace: plan.namespace.clone(),
         service_account: plan.service_account.clone(),
-        token_file: plan.handover.token.clone(),
-        ca_file: plan.handover.ca.clone(),
+        app_id: spark::app_id(plan.run.as_str()),
         run_label: (spark::RUN_LABEL_KEY.into(), plan.run.to_string()),
     };
     // command_line() puts argv[0] first; Launch takes the program apart.
@@ -265,15 +265,33 @@ pub fn run(config_path: Option<&Path>, target: &Target, command: &[OsString]) ->
     clock.done("prepare");
 
     let started = hand_over_and_start(&cluster, &config, &who, &plan, &prepared, argv);
+    let mut renewal = Renewal::new(
+        RenewalParts {
+            runtime: &runtime,
+            cluster: &cluster,
+            runtime_dir: &config.runtime.dir,
+            run: &plan.run,
+            uid: who.user.uid,
+            gid: who.user.gid,
+            namespace: &plan.namespace,
+            service_account: &plan.service_account,
+            ttl: who.ttl,
+            before: config.cluster.renew_before,
+        },
+        &prepared.token.expires,
+    );
     let outcome = match started {
         Ok(child) => {
             clock.done("handover+exec");
-            let outcome = supervise::supervise(child);
+            let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
+            let outcome = supervise::supervise(child, chore);
             clock.done("supervise");
             Ok(outcome)
         }
         Err(failure) => Err(failure),
     };
+    let renewals = renewal.as_ref().map_or(0, |r| r.renewed);
+    drop(renewal);
 
     // Whatever happened since prepare: revoke.
     let revoked = runtime.block_on(revoke::revoke(
@@ -291,6 +309,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, command: &[OsString]) ->
     record["event"] = json!("end");
     record["status"] = json!(status);
     record["token_expires"] = json!(prepared.token.expires);
+    record["token_renewals"] = json!(renewals);
     record["revoked"] = json!(revoked.is_ok());
     record["phases_ms"] = clock.json();
     if let Ok(Outcome {

@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
 
 use crate::failure::{Failure, Result};
 
@@ -18,17 +17,33 @@ use crate::failure::{Failure, Result};
 /// kubesu selects and cleans up by cannot be forged or overwritten.
 pub const RUN_LABEL_KEY: &str = "kubesu.io/run";
 
-/// What kubesu forces onto every spark-submit.
+/// What kubesu forces onto every spark-submit. The credentials are not
+/// among them: Spark reads them from the run's kubeconfig (KUBECONFIG),
+/// the only source fabric8 re-reads when kubesu renews the token (see
+/// README, "Spark and token renewal").
 pub struct Forced {
     /// The API server, already prefixed with `k8s://`.
     pub master: String,
     pub namespace: String,
     pub service_account: String,
-    pub token_file: PathBuf,
-    pub ca_file: PathBuf,
+    /// The application id, which Spark puts on what it creates (the
+    /// `spark-app-selector` label, also on the executors' ConfigMap, which
+    /// carries no pod label): how revocation finds it.
+    pub app_id: String,
     /// (label key, run id), e.g. (RUN_LABEL_KEY, "abc123").
     pub run_label: (String, String),
 }
+
+/// The application id kubesu gives a run's Spark application.
+pub fn app_id(run: &str) -> String {
+    format!("{APP_ID_PREFIX}{run}")
+}
+
+/// Application ids kubesu gives start with this; `gc` maps them back to runs.
+pub const APP_ID_PREFIX: &str = "spark-kubesu-";
+
+/// The label Spark puts the application id in.
+pub const APP_SELECTOR_LABEL: &str = "spark-app-selector";
 
 /// How spark-submit treats one of its options.
 #[derive(Clone, Copy)]
@@ -200,34 +215,19 @@ pub fn command_line(program: OsString, user_args: &[OsString], forced: &Forced) 
     line
 }
 
-/// The configuration kubesu forces: client mode reads the credentials from
-/// `spark.kubernetes.authenticate.*`, cluster-mode submission from
-/// `spark.kubernetes.authenticate.submission.*`.
-fn forced_confs(forced: &Forced) -> [(String, &OsStr); 8] {
+/// The configuration kubesu forces.
+fn forced_confs(forced: &Forced) -> [(String, &OsStr); 5] {
     let (label_key, run_id) = &forced.run_label;
-    let auth = "spark.kubernetes.authenticate";
     [
         (
             "spark.kubernetes.namespace".into(),
             forced.namespace.as_ref(),
         ),
         (
-            format!("{auth}.driver.serviceAccountName"),
+            "spark.kubernetes.authenticate.driver.serviceAccountName".into(),
             forced.service_account.as_ref(),
         ),
-        (
-            format!("{auth}.oauthTokenFile"),
-            forced.token_file.as_os_str(),
-        ),
-        (format!("{auth}.caCertFile"), forced.ca_file.as_os_str()),
-        (
-            format!("{auth}.submission.oauthTokenFile"),
-            forced.token_file.as_os_str(),
-        ),
-        (
-            format!("{auth}.submission.caCertFile"),
-            forced.ca_file.as_os_str(),
-        ),
+        ("spark.app.id".into(), forced.app_id.as_ref()),
         (
             format!("spark.kubernetes.driver.label.{label_key}"),
             run_id.as_ref(),
@@ -309,6 +309,18 @@ fn check_setting(key: &str, value: &str, shown: &str, extra_denied: &[String]) -
     if let Some(why) = refusal_reason(key, extra_denied) {
         return Err(refuse(shown, &why, "remove it"));
     }
+    // kubesu revokes the run when spark-submit exits: a submission that does
+    // not wait would have its driver deleted at once.
+    if spark_trim(key) == "spark.kubernetes.submission.waitAppCompletion"
+        && !spark_trim(value).eq_ignore_ascii_case("true")
+    {
+        return Err(refuse(
+            shown,
+            "kubesu revokes the run's credentials and deletes its pods when spark-submit exits, \
+             so a cluster-mode job must be waited for",
+            "remove it (waiting is Spark's default)",
+        ));
+    }
     if carries_java_options(key) {
         check_java_options(value, shown, extra_denied)?;
     }
@@ -340,6 +352,9 @@ fn builtin_reason(key: &str) -> Option<&'static str> {
         "spark.master" | "spark.kubernetes.driver.master" => Some(MASTER_REASON),
         "spark.kubernetes.namespace" => Some("kubesu sets the namespace for this run"),
         "spark.kubernetes.context" => Some(CREDENTIALS_REASON),
+        "spark.app.id" => {
+            Some("kubesu names the application after the run, to find what it leaves behind")
+        }
         _ if key.starts_with("spark.kubernetes.authenticate") => Some(CREDENTIALS_REASON),
         _ if sets_run_label(key) => {
             Some("kubesu sets the labels in its own label domain for this run")
@@ -520,8 +535,7 @@ mod tests {
             master: "k8s://https://127.0.0.1:16443".into(),
             namespace: "team-a".into(),
             service_account: "spark".into(),
-            token_file: "/run/kubesu/abc/token".into(),
-            ca_file: "/run/kubesu/abc/ca.crt".into(),
+            app_id: app_id("abc123"),
             run_label: (RUN_LABEL_KEY.into(), "abc123".into()),
         }
     }
@@ -531,6 +545,7 @@ mod tests {
         "spark.kubernetes.driver.master",
         "spark.kubernetes.namespace",
         "spark.kubernetes.context",
+        "spark.app.id",
         "spark.kubernetes.authenticate.driver.serviceAccountName",
         "spark.kubernetes.authenticate.executor.serviceAccountName",
         "spark.kubernetes.authenticate.oauthTokenFile",
@@ -953,13 +968,7 @@ mod tests {
             "--conf",
             "spark.kubernetes.authenticate.driver.serviceAccountName=spark",
             "--conf",
-            "spark.kubernetes.authenticate.oauthTokenFile=/run/kubesu/abc/token",
-            "--conf",
-            "spark.kubernetes.authenticate.caCertFile=/run/kubesu/abc/ca.crt",
-            "--conf",
-            "spark.kubernetes.authenticate.submission.oauthTokenFile=/run/kubesu/abc/token",
-            "--conf",
-            "spark.kubernetes.authenticate.submission.caCertFile=/run/kubesu/abc/ca.crt",
+            "spark.app.id=spark-kubesu-abc123",
             "--conf",
             "spark.kubernetes.driver.label.kubesu.io/run=abc123",
             "--conf",
@@ -969,14 +978,17 @@ mod tests {
     }
 
     #[test]
-    fn forced_args_keep_non_utf8_paths() {
-        let mut forced = forced();
-        forced.token_file = PathBuf::from(OsString::from_vec(b"/run/\xfftoken".to_vec()));
-        let args = forced_args(&forced);
-        let expected = OsString::from_vec(
-            b"spark.kubernetes.authenticate.oauthTokenFile=/run/\xfftoken".to_vec(),
-        );
-        assert!(args.contains(&expected));
+    fn a_cluster_submission_must_wait_for_its_job() {
+        for value in ["false", "False", " false ", "no"] {
+            let pair = format!("spark.kubernetes.submission.waitAppCompletion={value}");
+            let message = refused(&["--conf", &pair, "app.jar"]);
+            assert!(message.contains("waited for"), "{message}");
+        }
+        allowed(&[
+            "--conf",
+            "spark.kubernetes.submission.waitAppCompletion=true",
+            "app.jar",
+        ]);
     }
 
     #[test]

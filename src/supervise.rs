@@ -21,15 +21,25 @@ pub struct Outcome {
     pub stragglers_ended: bool,
 }
 
+/// Something the parent does at a given time while the command runs (the
+/// token renewal): between two of them it sleeps.
+pub trait Chore {
+    fn due(&self) -> Instant;
+    fn run(&mut self);
+}
+
 /// Time the rest of the tree gets between TERM and KILL.
 const GRACE: Duration = Duration::from_secs(5);
 
 /// Wait for `child` (the leader of its own process group) to exit, then end
 /// its remaining tree. Signals must have been blocked before the fork.
-pub fn supervise(child: Pid) -> Outcome {
+pub fn supervise(child: Pid, mut chore: Option<&mut dyn Chore>) -> Outcome {
     let mut forwarded = Vec::new();
     let status = loop {
-        match signals::wait(None) {
+        let timeout = chore
+            .as_ref()
+            .map(|c| c.due().saturating_duration_since(Instant::now()));
+        match signals::wait(timeout) {
             Some(Signal::SIGCHLD) => {
                 if let (Some(status), _) = process::reap(child) {
                     break status;
@@ -39,7 +49,13 @@ pub fn supervise(child: Pid) -> Outcome {
                 process::forward(child, signal);
                 forwarded.push(signal.as_str().to_string());
             }
-            None => {}
+            None => {
+                if let Some(chore) = chore.as_deref_mut()
+                    && chore.due() <= Instant::now()
+                {
+                    chore.run();
+                }
+            }
         }
     };
     let stragglers_ended = end_tree(child);

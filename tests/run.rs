@@ -639,3 +639,51 @@ fn a_per_team_namespace_needs_a_team_the_user_is_in() {
     assert_eq!(out.status.code(), Some(64), "no --team: {}", stderr(&out));
     assert!(stderr(&out).contains("--team"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn the_token_is_renewed_in_the_kubeconfig_while_the_command_runs() {
+    install();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+            .expect("example");
+    let text = example.replace(
+        "token_ttl = \"1h\"",
+        "token_ttl = \"10m\"\nrenew_before = \"597s\"",
+    );
+    let config = "/etc/kubesu/test-renewal.toml";
+    std::fs::write(config, text).expect("write config");
+    let script = r#"
+        dir=$(dirname "$KUBECONFIG")
+        before=$(cat "$dir/token")
+        sleep 6
+        after=$(cat "$dir/token")
+        [ "$before" != "$after" ] && echo renewed
+        grep -q "$after" "$KUBECONFIG" && echo kubeconfig-renewed
+        kubectl get pods >/dev/null && echo works
+        stat -c '%a %U' "$dir/token" "$KUBECONFIG"
+        ls -A "$dir"
+    "#;
+    let out = output(&mut root_kubesu(&[
+        "run", "--config", config, "--json", "--user", "alice", "--", SH, "-c", script,
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().map(str::trim).collect();
+    assert_eq!(
+        &lines[..3],
+        ["renewed", "kubeconfig-renewed", "works"],
+        "{printed}"
+    );
+    assert_eq!(&lines[3..5], ["600 alice", "600 alice"]);
+    assert_eq!(
+        &lines[5..],
+        ["ca.crt", "kubeconfig", "token"],
+        "stray files in the run directory"
+    );
+    let record = run_record(&out);
+    assert!(
+        record["token_renewals"].as_u64().expect("renewals") >= 1,
+        "{record}"
+    );
+    assert_eq!(record["revoked"], true);
+}

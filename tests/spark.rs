@@ -803,48 +803,48 @@ async fn assert_nothing_left(
 }
 
 #[tokio::test]
-#[ignore = "needs Spark leftover cleanup at revocation"]
 async fn cluster_mode_leftovers_are_removed_at_revocation() {
     require_pyspark();
     let admin = admin_client().await;
     let app = app_name("spark-leftovers");
     let _cleanup = app_cleanup("kubesu-alice", &app);
 
-    // waitAppCompletion=false: spark-submit creates the driver pod, its
-    // Service and ConfigMap, and exits 0; the run ends with them in place.
-    let output = cluster_submission("alice", &app, false)
-        .finish(SUBMIT_LIMIT)
-        .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        describe("cluster mode without waiting", &output)
-    );
-    let err = stderr(&output);
-    let driver = err
-        .split("submission ID kubesu-alice:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("spark-submit reported no driver in kubesu-alice: {err}"))
-        .to_string();
-    let record = run_record(&output);
+    // The platform cancels a waiting cluster-mode job: its driver pod, the
+    // pod's Service and ConfigMap must go with the run.
+    let (driver, record) = driver_pod_during_run(&admin, "alice", &app).await;
     let run = record_str(&record, "run");
     assert_eq!(record["revoked"], true, "{record}");
-
     assert_nothing_left(&admin, &run, None, &record_str(&record, "service_account")).await;
     let driver_pod: Api<Pod> = Api::namespaced(admin.clone(), "kubesu-alice");
+    let left = driver_pod.get_opt(name_of(&driver)).await.expect("get pod");
     assert!(
-        driver_pod
-            .get_opt(&driver)
-            .await
-            .expect("get pod")
-            .is_none(),
-        "driver pod {driver} of run {run} is left"
+        left.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "driver pod {} of run {run} is left",
+        name_of(&driver)
     );
 }
 
 #[tokio::test]
-#[ignore = "needs Spark leftover cleanup at revocation"]
+async fn a_cluster_submission_that_would_not_wait_is_refused() {
+    require_pyspark();
+    let app = app_name("spark-nowait");
+    let output = cluster_submission("alice", &app, false)
+        .finish(SUBMIT_LIMIT)
+        .await;
+    assert_eq!(
+        output.status.code(),
+        Some(65),
+        "{}",
+        describe("waitAppCompletion=false", &output)
+    );
+    assert!(
+        stderr(&output).contains("waited for"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
 async fn client_mode_leftovers_are_removed_when_the_run_is_terminated() {
     require_pyspark();
     let admin = admin_client().await;

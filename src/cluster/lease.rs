@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 
 use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation, api_failure, is_not_found};
 use crate::failure::Result;
@@ -141,6 +141,22 @@ pub async fn create(cluster: &Cluster, lease: &Lease) -> Result<String> {
         .call(&what, api.create(&PostParams::default(), &account))
         .await?;
     Ok(created.metadata.uid.unwrap_or_default())
+}
+
+/// Move the lease's expiry after its token was renewed, so that `gc` keeps
+/// its hands off a run that outlives its first token.
+pub async fn extend(cluster: &Cluster, namespace: &str, name: &str, expires: &str) -> Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), namespace);
+    let patch =
+        serde_json::json!({ "metadata": { "annotations": { annotation::EXPIRES: expires } } });
+    let what = format!("extending lease ServiceAccount {namespace}/{name}");
+    cluster
+        .call(
+            &what,
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map(drop)
 }
 
 /// Bind the configured ClusterRole to the run's ServiceAccount, in its

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Cluster, RUN_LABEL, api_failure, is_not_found};
 use crate::failure::Result;
+use crate::spark::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL};
 
 /// The kinds Spark creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -39,43 +40,54 @@ pub struct Leftover {
     pub run: String,
 }
 
-/// Delete everything of the run's in `namespace`: one deletecollection per
-/// kind, concurrently.
+/// Delete everything of the run's in `namespace`, all kinds concurrently.
 pub async fn delete_run(cluster: &Cluster, namespace: &str, run: &str) -> Result<()> {
-    let results =
-        futures::future::join_all(Kind::ALL.map(|kind| delete_one(cluster, kind, namespace, run)))
-            .await;
-    results.into_iter().collect()
+    let kinds = Kind::ALL.map(|kind| delete_one(cluster, kind, namespace, run));
+    futures::future::join_all(kinds).await.into_iter().collect()
 }
 
 /// Every (kind, namespace, run) that has labelled objects, across the
 /// cluster.
 pub async fn list_all(cluster: &Cluster) -> Result<BTreeSet<Leftover>> {
-    let (pods, services, maps, claims) = tokio::join!(
+    let (pods, services, maps, claims, app_maps) = tokio::join!(
         list_kind::<Pod>(cluster, Kind::Pod),
         list_kind::<Service>(cluster, Kind::Service),
         list_kind::<ConfigMap>(cluster, Kind::ConfigMap),
         list_kind::<PersistentVolumeClaim>(cluster, Kind::PersistentVolumeClaim),
+        list_app_config_maps(cluster),
     );
     let mut all = pods?;
     all.extend(services?);
     all.extend(maps?);
     all.extend(claims?);
+    all.extend(app_maps?);
     Ok(all)
 }
 
+/// Delete a run's objects of one kind. ConfigMaps are also matched by the
+/// application id: a client-mode driver's executor ConfigMap carries no
+/// pod label, only Spark's `spark-app-selector`.
 pub async fn delete_one(cluster: &Cluster, kind: Kind, namespace: &str, run: &str) -> Result<()> {
+    let by_run = format!("{RUN_LABEL}={run}");
     match kind {
-        Kind::Pod => delete_kind::<Pod>(cluster, kind, namespace, run).await,
-        Kind::Service => delete_services(cluster, namespace, run).await,
-        Kind::ConfigMap => delete_kind::<ConfigMap>(cluster, kind, namespace, run).await,
+        Kind::Pod => delete_labelled::<Pod>(cluster, namespace, &by_run).await,
+        Kind::Service => delete_services(cluster, namespace, &by_run).await,
+        Kind::ConfigMap => {
+            let by_app = format!("{APP_SELECTOR_LABEL}={}", spark::app_id(run));
+            let (run_maps, app_maps) = tokio::join!(
+                delete_labelled::<ConfigMap>(cluster, namespace, &by_run),
+                delete_labelled::<ConfigMap>(cluster, namespace, &by_app),
+            );
+            run_maps.and(app_maps)
+        }
         Kind::PersistentVolumeClaim => {
-            delete_kind::<PersistentVolumeClaim>(cluster, kind, namespace, run).await
+            delete_labelled::<PersistentVolumeClaim>(cluster, namespace, &by_run).await
         }
     }
 }
 
-async fn delete_kind<K>(cluster: &Cluster, kind: Kind, namespace: &str, run: &str) -> Result<()>
+/// One deletecollection of the objects of kind K matching `selector`.
+async fn delete_labelled<K>(cluster: &Cluster, namespace: &str, selector: &str) -> Result<()>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -84,12 +96,15 @@ where
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::namespaced(cluster.client.clone(), namespace);
-    let what = format!("deleting {kind:?}s of run {run} in namespace {namespace}");
-    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    let what = format!(
+        "deleting {}s labelled {selector} in namespace {namespace}",
+        K::kind(&Default::default())
+    );
+    let params = ListParams::default().labels(selector);
     match cluster
         .deadline(
             &what,
-            api.delete_collection(&DeleteParams::background(), &selector),
+            api.delete_collection(&DeleteParams::background(), &params),
         )
         .await?
     {
@@ -99,12 +114,36 @@ where
     }
 }
 
+/// ConfigMaps that carry only Spark's application id, mapped back to runs.
+async fn list_app_config_maps(cluster: &Cluster) -> Result<BTreeSet<Leftover>> {
+    let api: Api<ConfigMap> = Api::all(cluster.client.clone());
+    let what = format!("listing ConfigMaps labelled {APP_SELECTOR_LABEL}");
+    let found = cluster
+        .call(
+            &what,
+            api.list_metadata(&ListParams::default().labels(APP_SELECTOR_LABEL)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .iter()
+        .filter_map(|o| {
+            let app = o.metadata.labels.as_ref()?.get(APP_SELECTOR_LABEL)?;
+            Some(Leftover {
+                kind: Kind::ConfigMap,
+                namespace: o.metadata.namespace.clone()?,
+                run: app.strip_prefix(APP_ID_PREFIX)?.to_string(),
+            })
+        })
+        .collect())
+}
+
 /// Services have no deletecollection before Kubernetes 1.22: list, then
 /// delete each.
-async fn delete_services(cluster: &Cluster, namespace: &str, run: &str) -> Result<()> {
+async fn delete_services(cluster: &Cluster, namespace: &str, selector: &str) -> Result<()> {
     let api: Api<Service> = Api::namespaced(cluster.client.clone(), namespace);
-    let what = format!("deleting Services of run {run} in namespace {namespace}");
-    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    let what = format!("deleting Services labelled {selector} in namespace {namespace}");
+    let selector = ListParams::default().labels(selector);
     let found = cluster.call(&what, api.list_metadata(&selector)).await?;
     let deletions = found
         .items
