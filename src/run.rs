@@ -291,7 +291,6 @@ pub fn run(config_path: Option<&Path>, target: &Target, command: &[OsString]) ->
         Err(failure) => Err(failure),
     };
     let renewals = renewal.as_ref().map_or(0, |r| r.renewed);
-    drop(renewal);
 
     // Whatever happened since prepare: revoke.
     let revoked = runtime.block_on(revoke::revoke(
