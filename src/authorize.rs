@@ -2,6 +2,7 @@
 //! decided from the config file and the system's user database, never from
 //! anything the caller can choose beyond the names it asks for.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,17 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub team: Option<&'a str>,
     pub ttl: Option<&'a str>,
-    pub command: &'a [OsString],
+    pub program: Program<'a>,
+}
+
+/// What to start.
+#[derive(Clone, Copy)]
+pub enum Program<'a> {
+    /// A command and its arguments (`kubesu run -- ...`).
+    Command(&'a [OsString]),
+    /// A shell for a person at a terminal (`kubesu shell`): the one given, or
+    /// the user's login shell.
+    Shell(Option<&'a Path>),
 }
 
 /// The run kubesu agreed to do.
@@ -39,8 +50,10 @@ pub struct Authorized<'c> {
     pub ttl: Duration,
     /// The configured absolute path that runs.
     pub program: PathBuf,
-    pub rule: &'c config::Command,
+    /// Its [[command]] rule; for a root's shell outside the list, an empty one.
+    pub rule: Cow<'c, config::Command>,
     pub args: Vec<OsString>,
+    pub interactive: bool,
 }
 
 /// kubesu must run as root, with a real uid of root: installed setuid, it
@@ -74,7 +87,16 @@ pub fn authorize<'c>(
         None => None,
     };
     let ttl = token_ttl(config, request.ttl)?;
-    let (program, rule) = resolve_command(config, request.command, &caller)?;
+    let (program, rule, args) = match request.program {
+        Program::Command(command) => {
+            let (program, rule) = resolve_command(config, command, &caller)?;
+            (program, Cow::Borrowed(rule), command[1..].to_vec())
+        }
+        Program::Shell(asked) => {
+            let (program, rule) = resolve_shell(config, asked.unwrap_or(&user.shell), &caller)?;
+            (program, rule, Vec::new())
+        }
+    };
     Ok(Authorized {
         caller,
         user,
@@ -82,8 +104,37 @@ pub fn authorize<'c>(
         ttl,
         program,
         rule,
-        args: request.command[1..].to_vec(),
+        args,
+        interactive: matches!(request.program, Program::Shell(_)),
     })
+}
+
+/// A shell must be a login shell of this host (/etc/shells, as chsh
+/// requires); a sudo caller may only start one its [[command]] list holds.
+fn resolve_shell<'c>(
+    config: &'c Config,
+    shell: &Path,
+    caller: &Caller,
+) -> Result<(PathBuf, Cow<'c, config::Command>)> {
+    let listed = std::fs::read_to_string("/etc/shells").unwrap_or_default();
+    let is_login_shell = listed.lines().map(str::trim).any(|l| Path::new(l) == shell);
+    if !shell.is_absolute() || !is_login_shell {
+        return Err(Failure::denied(format!(
+            "shell {} is not a login shell listed in /etc/shells; pass --shell with one that is",
+            shell.display()
+        )));
+    }
+    match config.command(shell) {
+        Some(rule) => Ok((rule.path.clone(), Cow::Borrowed(rule))),
+        None if !caller.via_sudo => {
+            Ok((shell.to_path_buf(), Cow::Owned(config::Command::default())))
+        }
+        None => Err(Failure::denied(format!(
+            "shell {} is not allowed for caller {}: list it under [[command]] in the config",
+            shell.display(),
+            caller.name
+        ))),
+    }
 }
 
 /// The caller: a listed service user through sudo, or root in a shell.

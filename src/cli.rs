@@ -110,6 +110,11 @@ pub struct RunArgs {
 pub struct ShellArgs {
     #[command(flatten)]
     pub target: Target,
+
+    /// The shell to start instead of the user's login shell; it must be
+    /// listed in /etc/shells (and, for a sudo caller, under [[command]]).
+    #[arg(long, value_name = "PATH")]
+    pub shell: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

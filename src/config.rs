@@ -119,7 +119,7 @@ impl From<PolicyName> for Policy {
 }
 
 /// A command the caller may run. Matched by absolute path after resolution.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Command {
     pub path: PathBuf,

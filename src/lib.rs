@@ -27,10 +27,13 @@ pub mod sys;
 use clap::Parser;
 
 use crate::cli::{Cli, Mode};
-use crate::failure::Failure;
 
 /// Parse the command line, run the mode, and return the process exit status.
 pub fn main() -> i32 {
+    if let Err(failure) = refuse_set_id() {
+        eprintln!("kubesu: {failure}");
+        return failure.exit_status();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -50,20 +53,47 @@ pub fn main() -> i32 {
     }
 }
 
+/// Installed setuid or setgid, kubesu would act as root for whoever starts
+/// it, with their arguments and environment: refuse every mode before
+/// parsing anything (`check` and `rbac` would otherwise read any root-only
+/// file named by --config and quote it in their errors).
+fn refuse_set_id() -> failure::Result<()> {
+    let (Ok(uid), Ok(gid)) = (nix::unistd::getresuid(), nix::unistd::getresgid()) else {
+        return Ok(());
+    };
+    if uid.real != uid.effective || uid.real != uid.saved {
+        return Err(Failure::denied(format!(
+            "kubesu is running setuid (real uid {}, effective uid {}): that is not supported; \
+             remove the setuid bit (`chmod u-s`) and allow callers through sudo instead",
+            uid.real, uid.effective
+        )));
+    }
+    if gid.real != gid.effective || gid.real != gid.saved {
+        return Err(Failure::denied(format!(
+            "kubesu is running setgid (real gid {}, effective gid {}): that is not supported; \
+             remove the setgid bit (`chmod g-s`) and allow callers through sudo instead",
+            gid.real, gid.effective
+        )));
+    }
+    Ok(())
+}
+
 fn dispatch(cli: Cli) -> failure::Result<i32> {
     match cli.mode {
-        Mode::Run(args) => run::run(cli.config.as_deref(), &args.target, &args.command),
-        Mode::Shell(_) => not_yet("shell", 4),
+        Mode::Run(args) => run::run(
+            cli.config.as_deref(),
+            &args.target,
+            authorize::Program::Command(&args.command),
+        ),
+        Mode::Shell(args) => run::run(
+            cli.config.as_deref(),
+            &args.target,
+            authorize::Program::Shell(args.shell.as_deref()),
+        ),
         Mode::Gc(args) => gc::gc(cli.config.as_deref(), &args),
         Mode::List(args) => list::list(cli.config.as_deref(), &args),
         Mode::Revoke(args) => revoke::command(cli.config.as_deref(), &args),
         Mode::Check(args) => check::check(cli.config.as_deref(), args.json),
         Mode::Rbac(args) => rbac::rbac(cli.config.as_deref(), &args),
     }
-}
-
-fn not_yet(mode: &str, issue: u32) -> failure::Result<i32> {
-    Err(Failure::config(format!(
-        "`kubesu {mode}` is not implemented yet (issue {issue}); nothing was done"
-    )))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use crate::authorize::{self, Authorized, Request};
+use crate::authorize::{self, Authorized, Program, Request};
 use crate::cli::{DEFAULT_CONFIG, Target};
 use crate::cluster::lease::Lease;
 use crate::cluster::namespace::{self, Ensured, Wanted};
@@ -198,7 +198,7 @@ async fn prepare(
 }
 
 /// The run, end to end. Returns the command's exit status.
-pub fn run(config_path: Option<&Path>, target: &Target, command: &[OsString]) -> Result<i32> {
+pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
     let mut clock = Clock::new(target.verbose);
     let invoker = Invoker::current();
     authorize::check_invoker(&invoker)?;
@@ -207,7 +207,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, command: &[OsString]) ->
         user: &target.user,
         team: target.team.as_deref(),
         ttl: target.ttl.as_deref(),
-        command,
+        program,
     };
     let who = authorize::authorize(&config, &invoker, &request)?;
     if who.rule.spark_submit {
@@ -355,6 +355,17 @@ fn hand_over_and_start(
         who.user.gid,
         &credentials,
     )?;
+    if who.interactive {
+        eprintln!(
+            "kubesu: {} as {} in namespace {}, ServiceAccount {}; token expires {} (renewed while it runs). \
+             Exit the shell to revoke.",
+            who.program.display(),
+            who.user.name,
+            plan.namespace,
+            plan.service_account,
+            prepared.token.expires
+        );
+    }
     // A signal that came during prepare: do not start the command at all.
     if let Some(signal) = signals::pending() {
         return Err(Failure::new(
@@ -389,7 +400,7 @@ fn command_environment(
     environment::build(
         std::env::vars_os(),
         &config.environment,
-        who.rule,
+        &who.rule,
         &environment::RunVars {
             home: who.user.home.as_os_str(),
             user: &who.user.name,

@@ -687,3 +687,52 @@ async fn the_token_is_renewed_in_the_kubeconfig_while_the_command_runs() {
     );
     assert_eq!(record["revoked"], true);
 }
+
+#[tokio::test]
+async fn shell_starts_the_users_login_shell_with_the_runs_credentials_and_revokes_after() {
+    use std::io::Write;
+    let mut child = root_kubesu(&["shell", "--json", "--user", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"echo $0 $(id -un) $KUBESU_NAMESPACE\nkubectl get pods >/dev/null && echo works\nexit 4\n")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "/bin/bash alice kubesu-alice\nworks\n");
+    let banner = stderr(&out);
+    assert!(
+        banner.contains("ServiceAccount kubesu-alice-")
+            && banner.contains("Exit the shell to revoke"),
+        "{banner}"
+    );
+    let record = run_record(&out);
+    assert_eq!(record["revoked"], true);
+    let (run, namespace) = (
+        record["run"].as_str().expect("run"),
+        record["namespace"].as_str().expect("ns"),
+    );
+    assert_eq!(run_objects(namespace, run).await, (0, 0));
+    // A shell that is not a login shell, and a sudo caller's shell that is
+    // not in [[command]], are refused.
+    let out = output(&mut root_kubesu(&[
+        "shell",
+        "--user",
+        "alice",
+        "--shell",
+        "/usr/bin/id",
+    ]));
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    let out = output(&mut sudo_kubesu(&["shell", "--user", "alice"]));
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "sudoers allows only `kubesu run`"
+    );
+}
