@@ -27,6 +27,7 @@ pub mod sys;
 use clap::Parser;
 
 use crate::cli::{Cli, Mode};
+use crate::failure::Failure;
 
 /// Parse the command line, run the mode, and return the process exit status.
 pub fn main() -> i32 {
@@ -62,14 +63,14 @@ fn refuse_set_id() -> failure::Result<()> {
         return Ok(());
     };
     if uid.real != uid.effective || uid.real != uid.saved {
-        return Err(Failure::denied(format!(
+        return Err(failure::Failure::denied(format!(
             "kubesu is running setuid (real uid {}, effective uid {}): that is not supported; \
              remove the setuid bit (`chmod u-s`) and allow callers through sudo instead",
             uid.real, uid.effective
         )));
     }
     if gid.real != gid.effective || gid.real != gid.saved {
-        return Err(Failure::denied(format!(
+        return Err(failure::Failure::denied(format!(
             "kubesu is running setgid (real gid {}, effective gid {}): that is not supported; \
              remove the setgid bit (`chmod g-s`) and allow callers through sudo instead",
             gid.real, gid.effective
