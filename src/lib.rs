@@ -27,7 +27,6 @@ pub mod sys;
 use clap::Parser;
 
 use crate::cli::{Cli, Mode};
-use crate::failure::Failure;
 
 /// Parse the command line, run the mode, and return the process exit status.
 pub fn main() -> i32 {
