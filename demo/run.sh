@@ -38,13 +38,15 @@ runuser -u kubesu-svc -- sudo -n kubesu run --user alice -v -- sh -c '
   echo "--- in the namespace default:"
   kubectl get pods -n default 2>&1 | tail -n 1
   cp "$(dirname "$KUBECONFIG")/token" '"$token_copy"'
+  echo "$KUBESU_RUN_ID" > '"$token_copy"'.run
 ' || status=$?
 cd - >/dev/null
 echo "kubesu exited with status $status"
 
-say "after the run: no ServiceAccount or RoleBinding of kubesu's is left"
-admin get serviceaccounts,rolebindings -n kubesu-alice -l app.kubernetes.io/managed-by=kubesu 2>&1
-ls /run/kubesu
+run=$(cat "$token_copy.run")
+say "after run $run: its ServiceAccount, RoleBinding and run directory are gone"
+admin get serviceaccounts,rolebindings -n kubesu-alice -l "kubesu.io/run=$run" 2>&1
+ls -d "/run/kubesu/$run" 2>&1 || true
 
 say "the token alice had now answers 401 (the API server caches token checks up to 10 s)"
 for _ in $(seq 30); do
@@ -56,6 +58,33 @@ done
 echo "GET pods with the run's token: HTTP $code"
 rm -rf "$(dirname "$token_copy")"
 
-say "the audit trail"
-tail -n 2 /var/log/kubesu/audit.jsonl
+say "alice submits SparkPi in cluster mode, through kubesu, as the platform would"
+spark_submit=/var/cache/kubesu-testbed/pyspark-3.5/bin/spark-submit
+cd /
+runuser -u kubesu-svc -- sudo -n kubesu run --user alice -- "$spark_submit" \
+  --deploy-mode cluster --name sparkpi-demo --class org.apache.spark.examples.SparkPi \
+  --conf spark.kubernetes.container.image=apache/spark:3.5.0 \
+  local:///opt/spark/examples/jars/spark-examples_2.12-3.5.0.jar 100 >/tmp/kubesu-demo-spark.log 2>&1 &
+submission=$!
+cd - >/dev/null
+for _ in $(seq 120); do
+  admin get pods -n kubesu-alice -l spark-app-name=sparkpi-demo -o name 2>/dev/null | grep -q . && break
+  sleep 0.5
+done
+echo "(this test bed has no nodes: the driver stays Pending)"
+admin get pods,services,configmaps -n kubesu-alice -L kubesu.io/run,spark-role
+echo "--- the driver runs as the run's ServiceAccount:"
+admin get pods -n kubesu-alice -l spark-app-name=sparkpi-demo -o jsonpath='{.items[0].spec.serviceAccountName}{"\n"}'
+spark_run=$(admin get pods -n kubesu-alice -l spark-app-name=sparkpi-demo -o jsonpath='{.items[0].metadata.labels.kubesu\.io/run}')
+
+say "the platform cancels the job: SIGTERM to sudo, relayed to kubesu, forwarded to spark-submit"
+kill -TERM "$submission"
+wait "$submission" || echo "kubesu exited with status $?"
+sleep 2
+echo "--- what is left of run $spark_run (pods, ServiceAccount) and of the app (Service, ConfigMap):"
+admin get pods,serviceaccounts -n kubesu-alice -l "kubesu.io/run=$spark_run" 2>&1
+admin get services,configmaps -n kubesu-alice -l spark-app-name=sparkpi-demo 2>&1
+
+say "the audit trail of the two runs (also in syslog, facility authpriv)"
+grep -E "\"run\":\"($run|$spark_run)\"" /var/log/kubesu/audit.jsonl | grep '"event":"end"' | cut -c 1-300
 [ "$code" = 401 ]
