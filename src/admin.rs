@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::authorize::{self, Caller};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::failure::{Code, Context, Failure, Result};
+use crate::failure::{Failure, Result};
 use crate::sys::Invoker;
 
 pub struct Session {
@@ -36,15 +36,7 @@ pub fn open(config_path: Option<&Path>, mode: &str, audience: Audience) -> Resul
             caller.name
         )));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .or_fail(Code::Software, || "cannot start kubesu's event loop".into())?;
-    let cluster = runtime.block_on(Cluster::connect(
-        &config.cluster.kubeconfig,
-        config.cluster.server.as_deref(),
-        config.cluster.request_timeout,
-    ))?;
+    let (runtime, cluster) = Cluster::open(&config)?;
     Ok(Session {
         config,
         caller,

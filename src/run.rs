@@ -221,15 +221,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     // From here on signals wait for kubesu to handle them: a SIGTERM during
     // prepare must still lead to a clean revocation.
     signals::block();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .or_fail(Code::Software, || "cannot start kubesu's event loop".into())?;
-    let cluster = runtime.block_on(Cluster::connect(
-        &config.cluster.kubeconfig,
-        config.cluster.server.as_deref(),
-        config.cluster.request_timeout,
-    ))?;
+    let (runtime, cluster) = Cluster::open(&config)?;
     let argv = command_line(&who, &plan, &cluster);
 
     if target.dry_run {

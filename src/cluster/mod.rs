@@ -45,6 +45,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A single-threaded event loop and kubesu's connection, as every mode
+    /// that talks to the cluster starts.
+    pub fn open(config: &crate::config::Config) -> Result<(tokio::runtime::Runtime, Cluster)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::software(format!("cannot start kubesu's event loop: {e}")))?;
+        let cluster = runtime.block_on(Cluster::connect(
+            &config.cluster.kubeconfig,
+            config.cluster.server.as_deref(),
+            config.cluster.request_timeout,
+        ))?;
+        Ok((runtime, cluster))
+    }
+
     /// From kubesu's root-only kubeconfig. `server` overrides the URL handed
     /// to users.
     pub async fn connect(
