@@ -286,3 +286,98 @@ async fn thirty_runs_in_parallel_with_gc_in_a_loop_all_succeed_and_leave_nothing
         );
     }
 }
+
+/// Stops the bed's real API server; brings it back when dropped, whatever
+/// the test did.
+struct ApiServerDown;
+
+impl ApiServerDown {
+    fn now() -> ApiServerDown {
+        bed("stop-apiserver");
+        ApiServerDown
+    }
+}
+
+impl Drop for ApiServerDown {
+    fn drop(&mut self) {
+        bed("start-apiserver");
+    }
+}
+
+fn bed(command: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/bed.sh");
+    let out = std::process::Command::new("bash")
+        .args([script, command])
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "bed.sh {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_real_api_server_stopped_while_the_command_runs_then_gc_cleans_up() {
+    let _serial = serial().await;
+    install();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+            .expect("example");
+    let config = "/etc/kubesu/test-apiserver-down.toml";
+    std::fs::write(
+        config,
+        example
+            .replace("request_timeout = \"10s\"", "request_timeout = \"2s\"")
+            .replace("revoke_timeout = \"30s\"", "revoke_timeout = \"3s\""),
+    )
+    .expect("write config");
+    let mut child = root_kubesu(&[
+        "run",
+        "--config",
+        config,
+        "--json",
+        "--user",
+        "erin",
+        "--",
+        SH,
+        "-c",
+        "read line; exit 9",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    let start = Instant::now();
+    while leases_of("erin").await == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the run never got its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = {
+        let _down = ApiServerDown::now();
+        drop(child.stdin.take());
+        let started = Instant::now();
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "revocation retried for {:?}",
+            started.elapsed()
+        );
+        out
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "the command's own status: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("kubesu gc"), "{}", stderr(&out));
+    assert_eq!(run_record(&out)["revoked"], false);
+    assert_eq!(leases_of("erin").await, 1, "the lease is left for gc");
+    gc_clean();
+    assert_eq!(leases_of("erin").await, 0, "gc left the lease");
+}

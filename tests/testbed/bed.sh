@@ -6,6 +6,7 @@
 #   bed.sh up     build (cached) and start; writes $dir/admin.kubeconfig
 #   bed.sh down   stop exactly the processes this bed started
 #   bed.sh env    print the variables tests read, for `eval`
+#   bed.sh stop-apiserver | start-apiserver   for fault tests
 #
 # Environment (two beds can run side by side with different values):
 #   KUBESU_TESTBED_DIR        state directory (default /var/tmp/kubesu-testbed)
@@ -156,6 +157,27 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # --- commands ---------------------------------------------------------------
 
+start_apiserver() { # bin-dir
+  local bin=$1
+  launch kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --authorization-mode Node,RBAC --anonymous-auth=false \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub" \
+    --api-audiences https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+    --profiling=false --cert-dir "$dir/apiserver-certs"
+  wait_for kube-apiserver 90 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"
+}
+
+
 up() {
   [ "$(id -u)" = 0 ] || die "run as root (it installs packages and binds ports)"
   bash "$here/install-deps.sh"
@@ -185,22 +207,7 @@ up() {
     --listen-metrics-urls '' --logger zap --log-outputs stderr
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
-  launch kube-apiserver "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
-    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-    --client-ca-file "$pki/ca.crt" \
-    --authorization-mode Node,RBAC --anonymous-auth=false \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub" \
-    --api-audiences https://kubernetes.default.svc \
-    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
-    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
-    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
-    --requestheader-extra-headers-prefix X-Remote-Extra- \
-    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
-    --profiling=false --cert-dir "$dir/apiserver-certs"
-  wait_for kube-apiserver 90 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"
+  start_apiserver "$bin"
 
   launch kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
@@ -223,6 +230,15 @@ case ${1:-} in
     pki=$dir/pki
     stop_all
     log "down"
+    ;;
+  # For fault tests: take the API server away and bring it back, keeping
+  # etcd and its state.
+  stop-apiserver)
+    stop_one kube-apiserver
+    ;;
+  start-apiserver)
+    pki=$dir/pki
+    is_ours kube-apiserver || start_apiserver "$(bash "$here/build-kubernetes.sh")"
     ;;
   env)
     printf 'export KUBESU_TESTBED_DIR=%q\nexport KUBESU_TESTBED_KUBECONFIG=%q\nexport KUBESU_TESTBED_SERVER=%q\n' \
