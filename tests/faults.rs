@@ -99,7 +99,7 @@ async fn an_unreachable_api_server_during_prepare_is_exit_69_within_the_deadline
     let faulty = Faulty::new("unreachable", "3s");
     faulty.proxy.set(Fault::Refuse);
     let start = Instant::now();
-    let out = output(&mut faulty.kubesu(&["run", "--user", "erin", "--", "/usr/bin/true"]));
+    let out = output(&mut faulty.kubesu(&["run", "--user", "grace", "--", "/usr/bin/true"]));
     assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
     assert!(
         start.elapsed() < Duration::from_secs(15),
@@ -111,7 +111,7 @@ async fn an_unreachable_api_server_during_prepare_is_exit_69_within_the_deadline
         "{}",
         stderr(&out)
     );
-    assert_eq!(leases_of("erin").await, 0);
+    assert_eq!(leases_of("grace").await, 0);
 }
 
 #[tokio::test]
@@ -153,7 +153,7 @@ async fn an_api_server_down_at_revocation_is_retried_then_left_to_gc() {
             "run",
             "--json",
             "--user",
-            "erin",
+            "grace",
             "--",
             SH,
             "-c",
@@ -166,7 +166,7 @@ async fn an_api_server_down_at_revocation_is_retried_then_left_to_gc() {
         .expect("spawn");
     // Wait until the lease exists, then take the API server away.
     let start = Instant::now();
-    while leases_of("erin").await == 0 {
+    while leases_of("grace").await == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "the run never got its lease"
@@ -196,13 +196,13 @@ async fn an_api_server_down_at_revocation_is_retried_then_left_to_gc() {
     );
     assert_eq!(run_record(&out)["revoked"], false);
     assert_eq!(
-        leases_of("erin").await,
+        leases_of("grace").await,
         1,
         "the lease should still be there for gc"
     );
     faulty.proxy.set(Fault::None);
     gc_clean();
-    assert_eq!(leases_of("erin").await, 0, "gc left the lease");
+    assert_eq!(leases_of("grace").await, 0, "gc left the lease");
 }
 
 #[tokio::test]
@@ -211,7 +211,7 @@ async fn a_slow_api_server_delays_the_run_but_never_hangs_it() {
     let faulty = Faulty::new("slow", "10s");
     faulty.proxy.set(Fault::Delay(Duration::from_secs(2)));
     let start = Instant::now();
-    let out = output(&mut faulty.kubesu(&["run", "--user", "erin", "--", "/usr/bin/true"]));
+    let out = output(&mut faulty.kubesu(&["run", "--user", "grace", "--", "/usr/bin/true"]));
     let took = start.elapsed();
     assert!(
         matches!(out.status.code(), Some(0) | Some(69)),
@@ -221,7 +221,7 @@ async fn a_slow_api_server_delays_the_run_but_never_hangs_it() {
     assert!(took < Duration::from_secs(40), "took {took:?}");
     faulty.proxy.set(Fault::None);
     gc_clean();
-    assert_eq!(leases_of("erin").await, 0);
+    assert_eq!(leases_of("grace").await, 0);
 }
 
 #[tokio::test]
@@ -338,7 +338,7 @@ async fn the_real_api_server_stopped_while_the_command_runs_then_gc_cleans_up() 
         config,
         "--json",
         "--user",
-        "erin",
+        "grace",
         "--",
         SH,
         "-c",
@@ -350,7 +350,7 @@ async fn the_real_api_server_stopped_while_the_command_runs_then_gc_cleans_up() 
     .spawn()
     .expect("spawn");
     let start = Instant::now();
-    while leases_of("erin").await == 0 {
+    while leases_of("grace").await == 0 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "the run never got its lease"
@@ -377,7 +377,7 @@ async fn the_real_api_server_stopped_while_the_command_runs_then_gc_cleans_up() 
     );
     assert!(stderr(&out).contains("kubesu gc"), "{}", stderr(&out));
     assert_eq!(run_record(&out)["revoked"], false);
-    assert_eq!(leases_of("erin").await, 1, "the lease is left for gc");
+    assert_eq!(leases_of("grace").await, 1, "the lease is left for gc");
     gc_clean();
-    assert_eq!(leases_of("erin").await, 0, "gc left the lease");
+    assert_eq!(leases_of("grace").await, 0, "gc left the lease");
 }

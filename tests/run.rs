@@ -508,7 +508,9 @@ fn every_run_is_audited_to_the_file_and_to_syslog() {
     // rsyslogd writes asynchronously.
     let start = std::time::Instant::now();
     loop {
-        let log = std::fs::read_to_string("/var/log/auth.log").unwrap_or_default();
+        // Other programs log non-UTF-8 bytes there too.
+        let log = String::from_utf8_lossy(&std::fs::read("/var/log/auth.log").unwrap_or_default())
+            .into_owned();
         if log
             .lines()
             .filter(|l| l.contains("kubesu[") && l.contains(&run))

@@ -100,7 +100,9 @@ pub const SERVICE_USER: &str = "kubesu-svc";
 
 /// Install this build of kubesu as an administrator would (see
 /// tests/testbed/install-kubesu.sh), once per test binary. Needs root, the
-/// bed and the test users: fails loudly without them.
+/// bed and the test users: fails loudly without them. With
+/// KUBESU_TEST_INSTALLED=1 (tests/run.sh, after `dpkg -i` of the package)
+/// the packaged /usr/sbin/kubesu stays and everything else is installed.
 pub fn install() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {

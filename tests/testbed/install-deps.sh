@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(etcd-server golang-go rsync make sudo openssl dpkg-dev
-  golang-github-modern-go-reflect2-dev curl procps python3-venv rsyslog)
+  golang-github-modern-go-reflect2-dev curl procps python3-venv rsyslog man-db)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -7,20 +7,34 @@
 # exactly those permissions (least privilege, proven by the whole suite).
 #
 #   install-kubesu.sh PATH-TO-KUBESU-BINARY
+#
+# With KUBESU_TEST_INSTALLED=1 (tests/run.sh sets it after `dpkg -i` of the
+# Debian package) /usr/sbin/kubesu is left as the package installed it and
+# the binary argument is ignored; the rest is installed as always (the test
+# config replaces the package's conffile: fine on a test machine).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-binary=${1:?usage: install-kubesu.sh PATH-TO-KUBESU-BINARY}
+installed=${KUBESU_TEST_INSTALLED:-}
+if [ "$installed" = 1 ]; then
+  binary=${1:-}
+else
+  binary=${1:?usage: install-kubesu.sh PATH-TO-KUBESU-BINARY}
+fi
 dir=${KUBESU_TESTBED_DIR:-/var/tmp/kubesu-testbed}
 [ "$(id -u)" = 0 ] || { echo "install-kubesu.sh: run as root" >&2; exit 1; }
 [ -f "$dir/admin.kubeconfig" ] || { echo "install-kubesu.sh: the test bed is not up (bash tests/testbed/bed.sh up)" >&2; exit 1; }
 [ -f "$dir/kubesu.kubeconfig" ] || { echo "install-kubesu.sh: $dir/kubesu.kubeconfig is missing: re-run bash tests/testbed/bed.sh up" >&2; exit 1; }
 
 install -d -m 0755 -o root -g root /etc/kubesu
-# Installed beside, then renamed over: a running kubesu keeps its old file
-# (writing into a running binary fails with "Text file busy").
-install -m 0755 -o root -g root "$binary" /usr/sbin/.kubesu.new
-mv -f /usr/sbin/.kubesu.new /usr/sbin/kubesu
+if [ "$installed" = 1 ]; then
+  dpkg -S /usr/sbin/kubesu >/dev/null 2>&1 || { echo "install-kubesu.sh: KUBESU_TEST_INSTALLED=1 but /usr/sbin/kubesu is not from a package: dpkg -i the .deb of packaging/build-deb.sh first" >&2; exit 1; }
+else
+  # Installed beside, then renamed over: a running kubesu keeps its old file
+  # (writing into a running binary fails with "Text file busy").
+  install -m 0755 -o root -g root "$binary" /usr/sbin/.kubesu.new
+  mv -f /usr/sbin/.kubesu.new /usr/sbin/kubesu
+fi
 install -m 0644 -o root -g root "$repo/examples/config.toml" /etc/kubesu/config.toml
 install -m 0600 -o root -g root "$dir/kubesu.kubeconfig" /etc/kubesu/kubeconfig
 visudo -qcf "$repo/sudoers.d/kubesu"
