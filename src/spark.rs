@@ -179,7 +179,10 @@ pub fn check(user_args: &[OsString], extra_denied: &[String]) -> Result<()> {
         match option_kind(name) {
             Some(Kind::Switch) => {}
             Some(kind) => {
-                let (value, shown) = option_value(&text, inline, args.next())?;
+                // `--name=value` carries its value: the next argument is
+                // another option, to be checked in turn.
+                let next = if inline.is_none() { args.next() } else { None };
+                let (value, shown) = option_value(&text, inline, next)?;
                 check_option(kind, &value, &shown, extra_denied)?;
                 mixed |= matches!(kind, Kind::Class) && value.starts_with(MIXED_CLASS_PREFIX);
             }
@@ -975,6 +978,17 @@ mod tests {
             "spark.kubernetes.executor.label.kubesu.io/run=abc123",
         ]);
         assert_eq!(forced_args(&forced()), expected);
+    }
+
+    #[test]
+    fn an_inline_value_does_not_hide_the_next_argument() {
+        refused(&["--name=x", "--master", "k8s://https://evil:6443", "app.py"]);
+        refused(&[
+            "--deploy-mode=client",
+            "--conf",
+            "spark.kubernetes.namespace=x",
+            "app.py",
+        ]);
     }
 
     #[test]
