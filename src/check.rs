@@ -135,9 +135,9 @@ pub fn check(config_path: Option<&Path>, json: bool) -> Result<i32> {
     let status = exit_status(&rows);
     if json {
         let report = serde_json::json!({ "ok": status == 0, "checks": rows });
-        println!("{report}");
+        out!("{report}");
     } else {
-        print!("{}", table(&rows));
+        out_raw!("{}", table(&rows));
     }
     Ok(status)
 }

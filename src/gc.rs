@@ -79,7 +79,7 @@ pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
     }
     let failed = actions.iter().filter(|a| a.error.is_some()).count();
     if args.output.json {
-        println!(
+        out!(
             "{}",
             json!({ "dry_run": args.dry_run, "ok": failed == 0, "actions": actions })
         );
@@ -110,8 +110,8 @@ fn print_action(action: &Action, dry_run: bool) {
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     match &action.error {
-        None => println!("{verb} {what} of run {} ({})", action.run, action.reason),
-        Some(e) => eprintln!(
+        None => out!("{verb} {what} of run {} ({})", action.run, action.reason),
+        Some(e) => err!(
             "kubesu: gc: cannot remove {what} of run {}: {e}",
             action.run
         ),

@@ -2,6 +2,32 @@
 //! credentials scoped to one namespace, created for the run and revoked when
 //! it ends. See `man kubesu` and `run::run` for the phases.
 
+/// `println!` that never panics: a reader that went away (`kubesu list |
+/// head`) must not abort kubesu.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` likewise: a caller that closed its end of stderr must not
+/// stop the supervising parent before it revokes.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod admin;
 pub mod audit;
 pub mod authorize;
@@ -31,7 +57,7 @@ use crate::cli::{Cli, Mode};
 /// Parse the command line, run the mode, and return the process exit status.
 pub fn main() -> i32 {
     if let Err(failure) = refuse_set_id() {
-        eprintln!("kubesu: {failure}");
+        err!("kubesu: {failure}");
         return failure.exit_status();
     }
     let cli = match Cli::try_parse() {
@@ -44,10 +70,16 @@ pub fn main() -> i32 {
     };
     // Before kubesu opens anything of its own.
     sys::close_inherited_descriptors();
+    // Before it reads its config and credentials: a root process that could
+    // be dumped or ptraced would give them away.
+    if let Err(e) = sys::process::forbid_dumps() {
+        err!("kubesu: cannot make kubesu undumpable: {e}");
+        return failure::Code::Software as i32;
+    }
     match dispatch(cli) {
         Ok(status) => status,
         Err(failure) => {
-            eprintln!("kubesu: {failure}");
+            err!("kubesu: {failure}");
             failure.exit_status()
         }
     }

@@ -36,17 +36,23 @@ pub fn list(config_path: Option<&Path>, args: &OutputArgs) -> Result<i32> {
                 row
             })
             .collect();
-        println!("{}", json!(rows));
+        out!("{}", json!(rows));
         return Ok(0);
     }
-    println!(
+    out!(
         "{:<16}  {:<12}  {:<24}  {:>7}  {:>8}  {:<12}  {:>7}  STATE",
-        "RUN", "USER", "NAMESPACE", "AGE", "EXPIRES", "HOST", "PID"
+        "RUN",
+        "USER",
+        "NAMESPACE",
+        "AGE",
+        "EXPIRES",
+        "HOST",
+        "PID"
     );
     for l in &leases {
         let age = seconds_since(&l.created).map_or("?".into(), human_duration);
         let left = seconds_since(&l.lease.expires).map_or("?".into(), |s| human_duration(-s));
-        println!(
+        out!(
             "{:<16}  {:<12}  {:<24}  {:>7}  {:>8}  {:<12}  {:>7}  {:?}",
             l.lease.run,
             l.lease.user,

@@ -337,7 +337,7 @@ pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
         }
         failure
     })?;
-    print!("{}", manifests(&config.cluster.cluster_role, &identity));
+    out_raw!("{}", manifests(&config.cluster.cluster_role, &identity));
     Ok(0)
 }
 

@@ -101,7 +101,7 @@ impl Chore for Renewal<'_> {
         match self.renew_now() {
             Ok(()) => self.next = self.due_from_expiry(),
             Err(e) => {
-                eprintln!(
+                err!(
                     "kubesu: warning: renewing the token of run {}: {e}",
                     self.of.run
                 );

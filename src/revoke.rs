@@ -137,12 +137,14 @@ pub fn command(
             spark_leftovers: true,
         };
         match session.runtime.block_on(revoke(cluster, &grant, deadline)) {
-            Ok(()) => println!(
+            Ok(()) => out!(
                 "revoked run {} of user {} in namespace {}",
-                lease.run, lease.user, lease.namespace
+                lease.run,
+                lease.user,
+                lease.namespace
             ),
             Err(e) => {
-                eprintln!("kubesu: {e}");
+                err!("kubesu: {e}");
                 failures.push(e);
             }
         }

@@ -45,7 +45,7 @@ impl Clock {
         let took = self.last.elapsed();
         self.last = Instant::now();
         if self.verbose {
-            eprintln!("kubesu: {phase}: {:.1} ms", took.as_secs_f64() * 1000.0);
+            err!("kubesu: {phase}: {:.1} ms", took.as_secs_f64() * 1000.0);
         }
         self.phases.push((phase, took));
     }
@@ -151,28 +151,23 @@ async fn prepare(
         run: (plan.policy == Policy::PerRun).then_some(run.as_str()),
         expires: &expires,
     };
-    let ensured = namespace::ensure(cluster, &wanted).await?;
-    let grant = Grant {
-        run: run.clone(),
-        namespace: plan.namespace.clone(),
-        service_account: plan.service_account.clone(),
-        per_run_namespace: ensured == Ensured::Created && plan.policy == Policy::PerRun,
-        spark_leftovers: who.rule.spark_submit,
-    };
     let record = Lease {
         run: run.clone(),
         namespace: plan.namespace.clone(),
         service_account: plan.service_account.clone(),
         user: who.user.name.clone(),
         caller: who.caller.name.clone(),
-        expires,
+        expires: expires.clone(),
         host: sys::hostname(),
         pid: std::process::id(),
         process_start: process::start_time(std::process::id()).unwrap_or_default(),
         boot_id: sys::boot_id(),
         command: who.program.display().to_string(),
     };
-    let created = async {
+    let namespace_created = std::cell::Cell::new(false);
+    let steps = async {
+        let ensured = namespace::ensure(cluster, &wanted).await?;
+        namespace_created.set(ensured == Ensured::Created);
         let uid = lease::create(cluster, &record).await?;
         let (bound, minted) = tokio::join!(
             lease::bind(cluster, &record, &config.cluster.cluster_role, &uid),
@@ -180,22 +175,55 @@ async fn prepare(
         );
         bound?;
         minted
-    }
-    .await;
-    match created {
+    };
+    // Every call has its own deadline; the whole has one too.
+    let deadline = config.cluster.request_timeout * PREPARE_ROUND_TRIPS;
+    let (prepared, timed_out) = match tokio::time::timeout(deadline, steps).await {
+        Ok(prepared) => (prepared, false),
+        Err(_) => (
+            Err(Failure::unavailable(format!(
+                "preparing run {run} for user {} took longer than {}s; the Kubernetes API is too slow or \
+                 unreachable: retry later",
+                who.user.name,
+                deadline.as_secs()
+            ))),
+            true,
+        ),
+    };
+    let mut grant = Grant {
+        run: run.clone(),
+        namespace: plan.namespace.clone(),
+        service_account: plan.service_account.clone(),
+        per_run_namespace: plan.policy == Policy::PerRun && namespace_created.get(),
+        spark_leftovers: who.rule.spark_submit,
+    };
+    match prepared {
         Ok(token) => Ok(Prepared { grant, token }),
         Err(failure) => {
+            // Cut off mid-way, a per-run namespace may exist without its
+            // creation's answer: it is this run's if it carries the run id.
+            if timed_out && plan.policy == Policy::PerRun {
+                grant.per_run_namespace =
+                    namespace::is_run_namespace(cluster, &plan.namespace, &run)
+                        .await
+                        .unwrap_or(false);
+            }
             // Roll back whatever part was created; the lease's expiry lets
             // `gc` finish the job if this fails too.
             if let Err(rollback) =
                 revoke::revoke(cluster, &grant, config.cluster.revoke_timeout).await
             {
-                eprintln!("kubesu: {rollback}");
+                err!("kubesu: {rollback}");
             }
             Err(failure)
         }
     }
 }
+
+/// Sequential API calls before the command starts: the namespace, the
+/// lease, then the binding and the token together (plus a read after a
+/// concurrent namespace creation).
+const PREPARE_ROUND_TRIPS: u32 = 4;
 
 /// The run, end to end. Returns the command's exit status.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
@@ -248,7 +276,6 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     });
     warn_all(audit::record(&audit_sink, &record));
 
-    process::forbid_dumps().or_fail(Code::Software, || "cannot make kubesu undumpable".into())?;
     process::become_subreaper()
         .or_fail(Code::Software, || "cannot become a child subreaper".into())?;
     handover::ensure_runtime_dir(&config.runtime.dir)?;
@@ -314,13 +341,13 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     }
     warn_all(audit::record(&audit_sink, &record));
     if let Err(e) = &revoked {
-        eprintln!("kubesu: warning: {e}");
+        err!("kubesu: warning: {e}");
     }
     if let Err(e) = &removed {
-        eprintln!("kubesu: warning: {e}");
+        err!("kubesu: warning: {e}");
     }
     if target.json {
-        eprintln!("{record}");
+        err!("{record}");
     }
     outcome.map(|o| o.status)
 }
@@ -348,7 +375,7 @@ fn hand_over_and_start(
         &credentials,
     )?;
     if who.interactive {
-        eprintln!(
+        err!(
             "kubesu: {} as {} in namespace {}, ServiceAccount {}; token expires {} (renewed while it runs). \
              Exit the shell to revoke.",
             who.program.display(),
@@ -426,7 +453,7 @@ fn print_plan(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsStri
             .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
             .collect::<Vec<_>>(),
     });
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(&plan).unwrap_or_default()
     );
@@ -434,6 +461,6 @@ fn print_plan(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsStri
 
 fn warn_all(warnings: Vec<String>) {
     for w in warnings {
-        eprintln!("kubesu: warning: {w}");
+        err!("kubesu: warning: {w}");
     }
 }

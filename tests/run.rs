@@ -738,3 +738,19 @@ async fn shell_starts_the_users_login_shell_with_the_runs_credentials_and_revoke
         "sudoers allows only `kubesu run`"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_does_not_crash_kubesu() {
+    install();
+    // `head` closes the pipe after one byte: kubesu must not panic on EPIPE.
+    let script = format!(
+        "{KUBESU} run --dry-run --user alice -- id | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    );
+    let out = output(
+        std::process::Command::new("bash")
+            .args(["-c", &script])
+            .current_dir("/"),
+    );
+    assert_eq!(stdout(&out).trim(), "0", "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
