@@ -1,0 +1,1181 @@
+//! The adversarial suite (issue 6): every attack on kubesu as a root helper,
+//! each as a test, through real sudo where a platform would go through sudo.
+//! docs/security.md maps each attack to what kubesu does and to its test.
+//!
+//! Runs that must be refused act for `frank`, whom no test ever lets run: so
+//! "nothing left behind" is simply "no object and no file of frank's exists",
+//! which holds even while other tests run concurrently. Tests that need the
+//! command to run use `alice`.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::Api;
+use kube::api::ListParams;
+
+const SH: &str = "/usr/bin/sh";
+const SPARK_SUBMIT: &str = "/var/cache/kubesu-testbed/pyspark-3.5/bin/spark-submit";
+/// Only ever refused (tests/testbed/users.sh).
+const FRANK: &str = "frank";
+const RUNTIME: &str = "/run/kubesu";
+
+// --- helpers ---------------------------------------------------------------
+
+fn sudo(args: &[&str]) -> Output {
+    output(&mut sudo_kubesu(args))
+}
+
+fn root(args: &[&str]) -> Output {
+    output(&mut root_kubesu(args))
+}
+
+/// `kubesu run --user USER -- COMMAND...` through sudo.
+fn sudo_run(user: &str, command: &[&str]) -> Output {
+    let mut args = vec!["run", "--json", "--user", user, "--"];
+    args.extend_from_slice(command);
+    sudo(&args)
+}
+
+/// Refused with `code`, saying `says`, without running anything or panicking.
+fn assert_refused(out: &Output, code: i32, says: &str, what: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{what}: {err}");
+    assert!(err.contains(says), "{what}: expected {says:?} in: {err}");
+    assert!(!err.contains("panicked"), "{what}: kubesu panicked: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: something ran: {}",
+        stdout(out)
+    );
+}
+
+/// No ServiceAccount, RoleBinding or namespace of `user` in the cluster and
+/// no run directory of theirs under /run/kubesu.
+async fn assert_nothing_left(user: &str) {
+    let admin = admin_client().await;
+    let selector = ListParams::default().labels(&format!(
+        "app.kubernetes.io/managed-by=kubesu,kubesu.io/user={}",
+        kubesu::naming::user_label(user)
+    ));
+    let accounts = Api::<ServiceAccount>::all(admin.clone())
+        .list(&selector)
+        .await
+        .expect("list service accounts");
+    assert!(
+        accounts.items.is_empty(),
+        "ServiceAccounts of {user} exist: {:?}",
+        accounts
+            .items
+            .iter()
+            .map(|a| &a.metadata.name)
+            .collect::<Vec<_>>()
+    );
+    let bindings = Api::<RoleBinding>::all(admin.clone())
+        .list(&selector)
+        .await
+        .expect("list role bindings");
+    assert!(bindings.items.is_empty(), "RoleBindings of {user} exist");
+    let namespace = kubesu::naming::dns_label(&format!("kubesu-{user}"));
+    assert!(
+        Api::<Namespace>::all(admin)
+            .get_opt(&namespace)
+            .await
+            .expect("get namespace")
+            .is_none(),
+        "namespace {namespace} was created"
+    );
+    if let Some(account) = nix::unistd::User::from_name(user).ok().flatten()
+        && let Ok(entries) = std::fs::read_dir(RUNTIME)
+    {
+        for entry in entries.flatten() {
+            let meta = entry.metadata().expect("stat run directory");
+            assert_ne!(
+                meta.uid(),
+                account.uid.as_raw(),
+                "{} belongs to {user}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+/// Removes what a test planted, even when the test fails: links and files
+/// themselves, directories with their content (never following a link).
+struct Planted(Vec<PathBuf>);
+
+impl Planted {
+    fn new() -> Self {
+        Planted(Vec::new())
+    }
+
+    fn add(&mut self, path: impl Into<PathBuf>) -> PathBuf {
+        let path = path.into();
+        remove(&path);
+        self.0.push(path.clone());
+        path
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        for path in self.0.iter().rev() {
+            remove(path);
+        }
+    }
+}
+
+fn remove(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+fn tag(name: &str) -> String {
+    format!("kubesu-security-{}-{name}", std::process::id())
+}
+
+/// The example config with `edit` applied.
+fn config_text(edit: impl Fn(String) -> String) -> String {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+            .expect("example config");
+    edit(example)
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn make_dir(path: &Path, mode: u32, uid: u32) {
+    std::fs::create_dir(path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
+}
+
+/// A root-owned config variant in /etc/kubesu, for a root shell's --config.
+fn config_variant(planted: &mut Planted, name: &str, edit: impl Fn(String) -> String) -> String {
+    install();
+    let path = planted.add(format!("/etc/kubesu/test-{}.toml", tag(name)));
+    write_file(&path, &config_text(edit), 0o644);
+    path.to_string_lossy().into_owned()
+}
+
+fn with_runtime_dir(dir: &str) -> impl Fn(String) -> String {
+    let dir = dir.to_string();
+    move |text| text.replace("dir = \"/run/kubesu\"", &format!("dir = \"{dir}\""))
+}
+
+fn frank_uid() -> u32 {
+    ids_of(FRANK).0
+}
+
+/// Run `program args` as `user` (no sudo, no setuid: just the user).
+fn as_user(user: &str, program: &str, args: &[&str]) -> Output {
+    install();
+    let (uid, gid) = ids_of(user);
+    output(
+        Command::new(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid),
+    )
+}
+
+// --- who runs kubesu -------------------------------------------------------
+
+#[tokio::test]
+async fn a_user_running_kubesu_directly_without_root_is_refused() {
+    install();
+    for user in [FRANK, SERVICE_USER] {
+        let out = as_user(user, KUBESU, &["run", "--user", FRANK, "--", "id"]);
+        assert_refused(&out, 77, "must run as root", user);
+        for mode in [&["gc"][..], &["list"], &["revoke", "--user", FRANK]] {
+            let out = as_user(user, KUBESU, mode);
+            assert_refused(&out, 77, "must run as root", &format!("{user} {mode:?}"));
+        }
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+#[tokio::test]
+async fn kubesu_installed_setuid_refuses_every_mode() {
+    install();
+    let mut planted = Planted::new();
+    let dir = planted.add(format!("/var/tmp/{}", tag("setuid")));
+    make_dir(&dir, 0o755, 0);
+    let binary = dir.join("kubesu");
+    std::fs::copy(KUBESU, &binary).expect("copy kubesu");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let binary = binary.to_str().expect("path");
+    let run = as_user(FRANK, binary, &["run", "--user", FRANK, "--", "id"]);
+    assert_refused(&run, 77, "setuid", "run");
+    // Every mode, not only run: as root for anyone, check and rbac would read
+    // any root-only file named by --config and quote it in their errors.
+    for args in [
+        &["check", "--config", "/etc/shadow"][..],
+        &["rbac", "--config", "/etc/shadow"],
+        &["check"],
+        &["gc", "--dry-run"],
+        &["list"],
+        &["revoke", "--user", FRANK],
+        &["--help"],
+    ] {
+        let out = as_user(FRANK, binary, args);
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !all.contains("root:"),
+            "{args:?} showed /etc/shadow to a user: {all}"
+        );
+        assert_refused(&out, 77, "setuid", &format!("{args:?}"));
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+#[test]
+fn an_empty_argv_is_a_usage_error_not_a_crash() {
+    install();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("argc0.c");
+    let program = dir.path().join("argc0");
+    std::fs::write(
+        &source,
+        r#"#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    char *none[] = { NULL };
+    char *env[] = { "PATH=/usr/bin:/bin", NULL };
+    if (argc < 2) return 2;
+    execve(argv[1], none, env);
+    perror("execve");
+    return 127;
+}
+"#,
+    )
+    .expect("write C source");
+    let cc = Command::new("gcc")
+        .arg("-o")
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .expect("gcc: apt-get install gcc");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    // As root (the kernel turns argc 0 into argv {""} since Linux 5.18) and as
+    // a user: usage, exit 64, no panic, nothing run.
+    let out = output(Command::new(&program).arg(KUBESU).env_clear());
+    assert_refused(&out, 64, "Usage", "argc 0 as root");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = as_user(FRANK, program.to_str().expect("path"), &[KUBESU]);
+    assert_refused(&out, 64, "Usage", "argc 0 as frank");
+}
+
+// --- the caller and its config ---------------------------------------------
+
+#[tokio::test]
+async fn callers_that_are_not_configured_or_are_forged_are_refused() {
+    // mallory is not in sudoers: sudo itself refuses.
+    let out = as_user(
+        "mallory",
+        "/usr/bin/sudo",
+        &["-n", KUBESU, "run", "--user", FRANK, "--", "id"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    // What sudo would set, forged in a root shell: a name that is not the
+    // uid's, a uid without a name.
+    for env in [
+        &[("SUDO_USER", SERVICE_USER), ("SUDO_UID", "3004")][..],
+        &[("SUDO_UID", "2990")],
+        &[("SUDO_USER", SERVICE_USER), ("SUDO_UID", "abc")],
+    ] {
+        let out = output(root_kubesu(&["run", "--user", FRANK, "--", "id"]).envs(env.to_vec()));
+        assert_refused(&out, 77, "", &format!("{env:?}"));
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+#[tokio::test]
+async fn config_passed_through_sudo_is_refused_in_every_form() {
+    for args in [
+        &[
+            "run",
+            "--config=/tmp/mine.toml",
+            "--user",
+            FRANK,
+            "--",
+            "id",
+        ][..],
+        &[
+            "run",
+            "--user",
+            FRANK,
+            "--config",
+            "/tmp/mine.toml",
+            "--",
+            "id",
+        ],
+        // Even the default path: through sudo the file is never chosen.
+        &["run", "--user", FRANK, "--config", CONFIG, "--", "id"],
+    ] {
+        let out = sudo(args);
+        assert_refused(&out, 77, "--config", &format!("{args:?}"));
+    }
+    // Not allowed by sudoers at all: options before `run`, other modes.
+    for args in [
+        &[
+            "--config=/tmp/mine.toml",
+            "run",
+            "--user",
+            FRANK,
+            "--",
+            "id",
+        ][..],
+        &["check", "--config", "/etc/shadow"],
+        &["gc"],
+        &["revoke", "--user", "alice"],
+    ] {
+        let out = sudo(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+#[tokio::test]
+async fn a_config_anyone_but_root_could_change_is_refused() {
+    install();
+    let mut planted = Planted::new();
+    let text = config_text(|t| t);
+    let frank = frank_uid();
+    let mut cases: Vec<(String, &str)> = Vec::new();
+
+    let group_writable = planted.add(format!("/etc/kubesu/test-{}.toml", tag("gw")));
+    write_file(&group_writable, &text, 0o664);
+    cases.push((group_writable.display().to_string(), "writable"));
+
+    let world_writable = planted.add(format!("/etc/kubesu/test-{}.toml", tag("ww")));
+    write_file(&world_writable, &text, 0o646);
+    cases.push((world_writable.display().to_string(), "writable"));
+
+    let franks = planted.add(format!("/etc/kubesu/test-{}.toml", tag("frank")));
+    write_file(&franks, &text, 0o644);
+    std::os::unix::fs::chown(&franks, Some(frank), None).expect("chown");
+    cases.push((franks.display().to_string(), "owned by uid"));
+
+    let link = planted.add(format!("/etc/kubesu/test-{}.toml", tag("link")));
+    symlink(CONFIG, &link).expect("symlink");
+    cases.push((link.display().to_string(), "cannot open"));
+
+    for (name, mode, owner, says) in [
+        ("gw-dir", 0o775, 0, "writable"),
+        ("ww-dir", 0o1777, 0, "writable"),
+        ("frank-dir", 0o755, frank, "owned by uid"),
+    ] {
+        let dir = planted.add(format!("/etc/{}", tag(name)));
+        make_dir(&dir, mode, owner);
+        write_file(&dir.join("config.toml"), &text, 0o644);
+        cases.push((dir.join("config.toml").display().to_string(), says));
+    }
+    // A root-owned directory below one frank owns: frank could rename it away.
+    let deep = planted.add(format!("/etc/{}", tag("deep")));
+    make_dir(&deep, 0o755, frank);
+    make_dir(&deep.join("sub"), 0o755, 0);
+    write_file(&deep.join("sub/config.toml"), &text, 0o644);
+    cases.push((
+        deep.join("sub/config.toml").display().to_string(),
+        "owned by uid",
+    ));
+    // A symlinked directory above the file.
+    let linked_dir = planted.add(format!("/etc/{}", tag("dirlink")));
+    symlink("/etc/kubesu", &linked_dir).expect("symlink");
+    cases.push((
+        linked_dir.join("config.toml").display().to_string(),
+        "not a directory",
+    ));
+
+    for (path, says) in &cases {
+        let out = root(&["run", "--config", path, "--user", FRANK, "--", "id"]);
+        assert_refused(&out, 78, says, path);
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+// --- the target user -------------------------------------------------------
+
+#[tokio::test]
+async fn target_user_names_that_are_not_plain_login_names_are_refused() {
+    let long = "f".repeat(300);
+    let cases: Vec<(String, i32, &str)> = vec![
+        // uid 0 under another name, in kubesu-users.
+        ("toor".into(), 77, "root"),
+        // Numeric ids are never names (sudo's -u#-1, CVE-2019-14287).
+        ("3008".into(), 65, "refused"),
+        ("#3008".into(), 65, "refused"),
+        ("#-1".into(), 65, "refused"),
+        ("-1".into(), 65, "refused"),
+        ("0".into(), 65, "refused"),
+        ("4294967295".into(), 65, "refused"),
+        ("FRANK".into(), 65, "refused"),
+        ("Frank".into(), 65, "refused"),
+        ("fr.ank".into(), 65, "refused"),
+        ("frank.".into(), 65, "refused"),
+        ("-frank".into(), 65, "refused"),
+        ("../frank".into(), 65, "refused"),
+        ("frank ".into(), 65, "refused"),
+        ("frank\n".into(), 65, "refused"),
+        ("frank:x".into(), 65, "refused"),
+        ("".into(), 65, "refused"),
+        (long, 65, "refused"),
+        ("fränk".into(), 65, "refused"),
+        ("frаnk".into(), 65, "refused"), // Cyrillic а
+    ];
+    for (user, code, says) in &cases {
+        let out = sudo(&["run", &format!("--user={user}"), "--", "id"]);
+        assert_refused(&out, *code, says, &format!("--user {user:?}"));
+    }
+    // -u0, as sudo spells it.
+    assert_refused(&sudo(&["run", "-u0", "--", "id"]), 65, "refused", "-u0");
+    // Not UTF-8: clap refuses it as a usage error.
+    let out = output(
+        sudo_kubesu(&["run"])
+            .arg(OsStr::from_bytes(b"--user=fr\xffank"))
+            .args(["--", "id"]),
+    );
+    assert_refused(&out, 64, "", "non-UTF-8 user");
+    for user in [FRANK, "toor"] {
+        assert_nothing_left(user).await;
+    }
+}
+
+#[tokio::test]
+async fn teams_the_user_is_not_in_or_that_are_not_names_are_refused() {
+    for (team, code, says) in [
+        ("team-red", 77, "not a member"),
+        ("root", 77, "not a member"),
+        ("no-such-team", 77, "not a group"),
+        ("1002", 65, "refused"),
+        ("0", 65, "refused"),
+        ("TEAM-RED", 65, "refused"),
+        ("team.red", 65, "refused"),
+        ("-team", 65, "refused"),
+    ] {
+        let out = sudo(&[
+            "run",
+            "--user",
+            FRANK,
+            &format!("--team={team}"),
+            "--",
+            "id",
+        ]);
+        assert_refused(&out, code, says, &format!("--team {team}"));
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+#[test]
+fn names_that_collide_after_mangling_get_different_namespaces() {
+    let plan = |user: &str| {
+        let out = sudo(&["run", "--dry-run", "--user", user, "--", "id"]);
+        assert_eq!(out.status.code(), Some(0), "{user}: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan");
+        (
+            plan["namespace"].as_str().expect("namespace").to_string(),
+            plan["objects"][1].as_str().expect("sa").to_string(),
+        )
+    };
+    let (underscore, underscore_sa) = plan("a_b");
+    let (dash, dash_sa) = plan("a-b");
+    assert_eq!(dash, "kubesu-a-b");
+    assert!(underscore.starts_with("kubesu-a-b--"), "{underscore}");
+    assert_ne!(underscore, dash);
+    assert_ne!(underscore_sa, dash_sa);
+    for name in [&underscore, &dash, &underscore_sa, &dash_sa] {
+        let name = name.rsplit('/').next().expect("name");
+        assert!(
+            name.len() <= 63
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "{name} is not a DNS-1123 label"
+        );
+    }
+}
+
+// --- the environment -------------------------------------------------------
+
+const HOSTILE: &[(&str, &str)] = &[
+    ("LD_PRELOAD", "/nonexistent/evil.so"),
+    ("LD_LIBRARY_PATH", "/tmp"),
+    ("LD_AUDIT", "/nonexistent/audit.so"),
+    ("KUBECONFIG", "/tmp/mine"),
+    ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+    ("KUBERNETES_SERVICE_PORT", "443"),
+    ("SPARK_CONF_DIR", "/tmp/conf"),
+    ("SPARK_HOME", "/tmp/spark"),
+    ("BASH_FUNC_id%%", "() { echo pwned; }"),
+    ("BASH_ENV", "/tmp/evil.sh"),
+    ("ENV", "/tmp/evil.sh"),
+    ("IFS", "x"),
+    ("TZ", "../../../etc/shadow"),
+    ("LC_ALL", "../../tmp/evil"),
+    ("JAVA_TOOL_OPTIONS", "-javaagent:/tmp/evil.jar"),
+    ("KUBESU_NAMESPACE", "kube-system"),
+    ("HOME", "/tmp"),
+];
+
+fn assert_clean_environment(env: &str, what: &str) {
+    for (name, value) in HOSTILE {
+        let exact = format!("{name}={value}");
+        assert!(
+            !env.lines().any(|l| l == exact) && (value.len() <= 4 || !env.contains(value)),
+            "{what}: {name}={value} reached the command:\n{env}"
+        );
+    }
+    for name in [
+        "LD_",
+        "BASH_FUNC",
+        "SPARK_CONF_DIR",
+        "SPARK_HOME",
+        "IFS=",
+        "TZ=",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(name)),
+            "{what}: {name} reached the command:\n{env}"
+        );
+    }
+    assert!(env.contains("PLATFORM_JOB_ID=job-42"), "{what}: keep list");
+}
+
+#[test]
+fn a_hostile_environment_through_sudo_does_not_reach_the_command() {
+    let out = output(
+        sudo_kubesu(&["run", "--user", "alice", "--", "env"])
+            .envs(HOSTILE.to_vec())
+            .env("PLATFORM_JOB_ID", "job-42"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_clean_environment(&stdout(&out), "through sudo");
+    // sudo itself refuses variables on its command line (!setenv).
+    let out = output(&mut sudo_kubesu(&[
+        "LD_PRELOAD=/nonexistent/evil.so",
+        "run",
+        "--user",
+        FRANK,
+        "--",
+        "id",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_hostile_environment_from_a_root_shell_does_not_reach_the_command() {
+    let out = output(
+        root_kubesu(&["run", "--user", "alice", "--", "env"])
+            .envs(HOSTILE.to_vec())
+            .env("PLATFORM_JOB_ID", "job-42"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_clean_environment(&stdout(&out), "from root");
+    // SPARK_HOME reaches spark-submit only as the config sets it.
+    let out = output(
+        root_kubesu(&[
+            "run",
+            "--dry-run",
+            "--user",
+            FRANK,
+            "--",
+            SPARK_SUBMIT,
+            "app.py",
+        ])
+        .envs(HOSTILE.to_vec()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan");
+    let env: Vec<&str> = plan["environment"]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        env.iter()
+            .any(|v| v.starts_with("SPARK_HOME=/var/cache/kubesu-testbed/")),
+        "{env:?}"
+    );
+    assert!(!env.iter().any(|v| v.contains("/tmp")), "{env:?}");
+}
+
+#[tokio::test]
+async fn a_path_with_fake_programs_changes_nothing_kubesu_runs() {
+    install();
+    let mut planted = Planted::new();
+    let fake = planted.add(format!("/var/tmp/{}", tag("fakebin")));
+    make_dir(&fake, 0o755, 0);
+    let marker = planted.add(format!("/var/tmp/{}", tag("fake-ran")));
+    for name in ["id", "spark-submit", "kubectl", "env"] {
+        write_file(
+            &fake.join(name),
+            &format!("#!/bin/sh\ntouch {}\necho FAKE\n", marker.display()),
+            0o755,
+        );
+    }
+    let path = format!("{}:/usr/bin:/bin", fake.display());
+    // A root shell's PATH: the command is looked up in the configured PATH.
+    let out = output(root_kubesu(&["run", "--user", "alice", "--", "id"]).env("PATH", &path));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("uid=3001(alice)"),
+        "{}",
+        stdout(&out)
+    );
+    let out =
+        output(root_kubesu(&["run", "--dry-run", "--user", FRANK, "--", "id"]).env("PATH", &path));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan");
+    assert_eq!(plan["program"], "/usr/bin/id");
+    // A bare spark-submit is not in the secure PATH: refused, the fake not run.
+    let out = output(
+        root_kubesu(&["run", "--user", FRANK, "--", "spark-submit", "app.py"]).env("PATH", &path),
+    );
+    assert_refused(&out, 64, "secure PATH", "bare spark-submit");
+    // Through sudo the caller's PATH is sudo's secure_path, then kubesu's.
+    let out = output(sudo_kubesu(&["run", "--user", "alice", "--", "id"]).env("PATH", &path));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("uid=3001(alice)"),
+        "{}",
+        stdout(&out)
+    );
+    // The fake path itself is not a configured command.
+    let fake_id = fake.join("id");
+    let out = sudo(&[
+        "run",
+        "--user",
+        FRANK,
+        "--",
+        fake_id.to_str().expect("path"),
+    ]);
+    assert_refused(&out, 77, "not allowed", "absolute fake path");
+    assert!(!marker.exists(), "a fake program ran");
+    assert_nothing_left(FRANK).await;
+}
+
+// --- arguments -------------------------------------------------------------
+
+#[tokio::test]
+async fn forbidden_spark_settings_are_refused_through_sudo() {
+    // Every key in every syntax is unit-tested in src/spark.rs and
+    // property-tested in tests/properties.rs; these go the whole way.
+    for args in [
+        &["--conf", " spark.master =local", "app.py"][..],
+        &["--conf=spark.kubernetes.namespace=kube-system", "app.py"],
+        &["-c", "spark.kubernetes.context=admin", "app.py"],
+        &["--master=k8s://https://evil:6443", "app.py"],
+        &[
+            "--conf",
+            "spark.kubernetes.authenticate.submission.oauthTokenFile=/etc/kubesu/kubeconfig",
+            "app.py",
+        ],
+        &[
+            "--conf",
+            "spark.kubernetes.driver.label.kubesu.io/run=x",
+            "app.py",
+        ],
+        &["--driver-java-options", "-Dspark.master=local", "app.py"],
+        &[
+            "--conf",
+            "spark.driver.extraJavaOptions=-Dspark.kubernetes.namespace=default",
+            "app.py",
+        ],
+        &["--properties-file", "/etc/kubesu/kubeconfig", "app.py"],
+        &["--proxy-user=root", "app.py"],
+        &[
+            "--class",
+            "org.apache.spark.repl.Main",
+            "x",
+            "--master",
+            "local",
+        ],
+        &[
+            "--conf",
+            "spark.kubernetes.driver.podTemplateFile=/tmp/p.yaml",
+            "app.py",
+        ],
+        &["--unknown-option", "app.py"],
+    ] {
+        let mut command = vec![SPARK_SUBMIT];
+        command.extend_from_slice(args);
+        let out = sudo_run(FRANK, &command);
+        assert_refused(&out, 65, "spark-submit argument", &format!("{args:?}"));
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+/// tests/properties.rs found it: an inline `--option=value` made kubesu skip
+/// the next argument, so a forbidden setting right after one was passed on,
+/// after the forced ones, where spark-submit lets it win.
+#[tokio::test]
+async fn an_inline_option_value_does_not_hide_a_forbidden_setting() {
+    for args in [
+        &["--name=x", "--master", "k8s://https://evil:6443", "app.py"][..],
+        &[
+            "--deploy-mode=cluster",
+            "--conf",
+            "spark.kubernetes.namespace=kube-system",
+            "app.py",
+        ],
+    ] {
+        let mut command = vec!["run", "--dry-run", "--user", FRANK, "--", SPARK_SUBMIT];
+        command.extend_from_slice(args);
+        let out = sudo(&command);
+        assert_refused(&out, 65, "spark-submit argument", &format!("{args:?}"));
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+#[tokio::test]
+async fn double_dash_tricks_do_not_change_user_or_command() {
+    for (args, code, says) in [
+        // The second `--` is the command's name, not a separator.
+        (
+            &["run", "--user", FRANK, "--", "--", "id"][..],
+            64,
+            "not found",
+        ),
+        (&["run", "--", "--user", "root", "id"], 64, "--user"),
+        (
+            &["run", "--user", FRANK, "--user", "root", "--", "id"],
+            64,
+            "--user",
+        ),
+        (
+            &["run", "--user", "root", "--user", FRANK, "--", "id"],
+            64,
+            "--user",
+        ),
+        (
+            &["run", "--user", FRANK, "--", "--user=root"],
+            64,
+            "not found",
+        ),
+        (
+            &["run", "--user", FRANK, "--", "-u", "root", "id"],
+            64,
+            "not found",
+        ),
+        (&["run", "--user", "--", FRANK, "id"], 64, ""),
+        (&["run", "--user", FRANK, "id"], 64, ""),
+    ] {
+        let out = sudo(args);
+        assert_refused(&out, code, says, &format!("{args:?}"));
+    }
+    // `--user=alice` is the same as `--user alice`, and kubesu's options after
+    // `--` belong to the command.
+    let out = sudo(&[
+        "run",
+        "--user=alice",
+        "--",
+        SH,
+        "-c",
+        "id -un; echo \"$@\"",
+        "sh",
+        "--user",
+        "root",
+        "--config",
+        "/tmp/mine.toml",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "alice\n--user root --config /tmp/mine.toml --dry-run\n"
+    );
+    assert_nothing_left(FRANK).await;
+}
+
+#[test]
+fn arguments_with_newlines_and_binary_bytes_reach_the_command_unchanged() {
+    let all_bytes: Vec<u8> = (1..=255u8).collect();
+    let args: Vec<&[u8]> = vec![
+        b"line one\nline two\n",
+        b"\r\n\t\x0b\x0c",
+        &all_bytes,
+        b"\xff\xfe not UTF-8 \xc3\x28",
+        b"$(touch /tmp/pwned) `id` ; id | id && id",
+        b"\\",
+        b"'\"",
+        b"*",
+        b"",
+        b"--user",
+        b"root",
+        b"\x1b[31mred\x1b]0;title\x07",
+    ];
+    let mut command = sudo_kubesu(&[
+        "run",
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "for a; do printf '%s' \"$a\"; printf '\\0'; done",
+        "sh",
+    ]);
+    for arg in &args {
+        command.arg(OsStr::from_bytes(arg));
+    }
+    let out = output(&mut command);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected: Vec<u8> = args
+        .iter()
+        .flat_map(|a| a.iter().chain(b"\0"))
+        .copied()
+        .collect();
+    assert_eq!(out.stdout, expected, "the arguments changed on the way");
+    // The audit trail stays one JSON object per line, whatever the arguments.
+    let run = run_record(&out)["run"].as_str().expect("run").to_string();
+    let audit = std::fs::read_to_string("/var/log/kubesu/audit.jsonl").expect("audit file");
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .filter(|l| l.contains(&run))
+        .map(|l| serde_json::from_str(l).expect("a whole JSON object per line"))
+        .collect();
+    assert_eq!(records.len(), 2, "start and end records for {run}");
+    assert!(
+        records[0]["argv"]
+            .as_array()
+            .expect("argv")
+            .iter()
+            .any(|a| a == "line one\nline two\n")
+    );
+}
+
+#[test]
+fn a_mebibyte_of_arguments_is_passed_on() {
+    let chunk = "x".repeat(64 * 1024);
+    let mut command = sudo_kubesu(&[
+        "run",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "echo $#; for a; do printf %s \"$a\"; done | wc -c",
+        "sh",
+    ]);
+    for _ in 0..16 {
+        command.arg(&chunk);
+    }
+    let out = output(&mut command);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "16\n1048576\n");
+    // The Spark policy reads every one of them, and still refuses at the end.
+    let mut command = sudo_kubesu(&["run", "--user", FRANK, "--", SPARK_SUBMIT]);
+    for _ in 0..16 {
+        command.args(["--name", &chunk[..64 * 1024 - 16]]);
+    }
+    command.args(["--master", "local", "app.py"]);
+    let out = output(&mut command);
+    assert_refused(&out, 65, "--master", "1 MiB then --master");
+    assert!(stderr(&out).len() < 2000, "the message quotes too much");
+}
+
+// --- the runtime directory -------------------------------------------------
+
+#[tokio::test]
+async fn an_unsafe_runtime_directory_is_refused_before_anything_is_created() {
+    install();
+    let mut planted = Planted::new();
+    let frank = frank_uid();
+    // A root-owned 0711 directory a link points at: it must stay empty.
+    let target = planted.add(format!("/run/{}", tag("target")));
+    make_dir(&target, 0o711, 0);
+    let mut cases: Vec<(PathBuf, &str)> = Vec::new();
+    let link = planted.add(format!("/run/{}", tag("link")));
+    symlink(&target, &link).expect("symlink");
+    cases.push((link, "symbolic link"));
+    let dangling = planted.add(format!("/run/{}", tag("dangling")));
+    symlink(format!("/run/{}", tag("nowhere")), &dangling).expect("symlink");
+    cases.push((dangling, "symbolic link"));
+    for (name, mode, owner, says) in [
+        ("franks", 0o711, frank, "owned by uid"),
+        ("open", 0o777, 0, "writable"),
+        ("sticky", 0o1777, 0, "writable"),
+        ("group", 0o731, 0, "writable"),
+        ("closed", 0o700, 0, "cannot be entered"),
+    ] {
+        let dir = planted.add(format!("/run/{}", tag(name)));
+        make_dir(&dir, mode, owner);
+        cases.push((dir, says));
+    }
+    let file = planted.add(format!("/run/{}", tag("file")));
+    write_file(&file, "", 0o644);
+    cases.push((file, "not a directory"));
+
+    for (dir, says) in &cases {
+        let dir = dir.to_str().expect("path");
+        let config = config_variant(&mut planted, "runtime", with_runtime_dir(dir));
+        let out = root(&["run", "--config", &config, "--user", FRANK, "--", "id"]);
+        assert_refused(&out, 78, says, dir);
+        assert_refused(&out, 78, "runtime directory", dir);
+        assert_nothing_left(FRANK).await;
+    }
+    assert_eq!(
+        std::fs::read_dir(&target).expect("target").count(),
+        0,
+        "kubesu wrote through the link"
+    );
+    assert!(!Path::new(&format!("/run/{}", tag("nowhere"))).exists());
+}
+
+#[test]
+fn a_missing_runtime_directory_is_created_root_owned_0711() {
+    let mut planted = Planted::new();
+    let parent = planted.add(format!("/run/{}", tag("fresh")));
+    let dir = parent.join("rt");
+    let config = config_variant(
+        &mut planted,
+        "fresh",
+        with_runtime_dir(dir.to_str().expect("path")),
+    );
+    let out = root(&[
+        "run",
+        "--config",
+        &config,
+        "--user",
+        "alice",
+        "--",
+        "/usr/bin/true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for (path, mode) in [(&parent, 0o755), (&dir, 0o711)] {
+        let meta = std::fs::symlink_metadata(path).expect("created");
+        assert!(meta.is_dir());
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, mode), "{path:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("rt").count(),
+        0,
+        "run directory left"
+    );
+}
+
+#[test]
+fn links_planted_in_the_run_directory_are_removed_not_followed() {
+    install();
+    let mut planted = Planted::new();
+    let victim = planted.add(format!("/var/tmp/{}", tag("victim")));
+    make_dir(&victim, 0o755, 0);
+    write_file(&victim.join("file"), "precious\n", 0o644);
+    make_dir(&victim.join("dir"), 0o755, 0);
+    write_file(&victim.join("dir/inner"), "precious\n", 0o644);
+    // As the user, inside the run: replace the handed-over files with links to
+    // root's files, plant links to directories, nest directories.
+    let script = format!(
+        r#"set -e
+        dir=$(dirname "$KUBECONFIG")
+        ln -sf {victim}/file "$dir/token"
+        ln -sf {victim}/file "$dir/kubeconfig"
+        ln -s {victim}/dir "$dir/link-to-dir"
+        ln -s {victim} "$dir/link-to-victim"
+        mkdir -p "$dir/a/b/c"
+        ln -s {victim}/dir "$dir/a/b/c/link"
+        mkdir /run/kubesu/planted 2>/dev/null && echo created-in-runtime || true
+        echo "$dir"
+        "#,
+        victim = victim.display()
+    );
+    let out = sudo_run("alice", &[SH, "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dir = stdout(&out).trim().to_string();
+    assert!(dir.starts_with("/run/kubesu/"), "{dir}");
+    assert!(!Path::new(&dir).exists(), "the run directory is left");
+    assert_eq!(
+        std::fs::read_to_string(victim.join("file")).expect("victim file"),
+        "precious\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(victim.join("dir/inner")).expect("victim dir"),
+        "precious\n"
+    );
+    assert_eq!(run_record(&out)["revoked"], true);
+}
+
+// --- inside the command ----------------------------------------------------
+
+#[test]
+fn the_command_cannot_reach_root_or_its_supervisor() {
+    let script = r#"
+        cat /etc/kubesu/kubeconfig >/dev/null 2>&1 && echo read-kubeconfig
+        sudo -n true >/dev/null 2>&1 && echo sudo-worked
+        su -c true root </dev/null >/dev/null 2>&1 && echo su-worked
+        grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status && echo no-new-privs
+        kill -0 $PPID 2>/dev/null && echo signal-worked
+        kill -TERM $PPID 2>/dev/null && echo term-worked
+        kill -KILL $PPID 2>/dev/null && echo kill-worked
+        cat /proc/$PPID/environ >/dev/null 2>&1 && echo environ-read
+        head -c 1 /proc/$PPID/mem >/dev/null 2>&1 && echo mem-read
+        ls /proc/$PPID/fd >/dev/null 2>&1 && echo fds-listed
+        cat /proc/$PPID/maps >/dev/null 2>&1 && echo maps-read
+        ls /run/kubesu >/dev/null 2>&1 && echo runtime-listed
+        touch /run/kubesu/x 2>/dev/null && echo runtime-written
+        grep '^Uid:' /proc/$PPID/status | tr -s '\t ' ' '
+        echo done
+    "#;
+    let out = sudo_run("alice", &[SH, "-c", script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(
+        lines,
+        ["no-new-privs", "Uid: 0 0 0 0", "done"],
+        "the command reached root or its supervisor"
+    );
+    assert_eq!(run_record(&out)["signals_forwarded"], serde_json::json!([]));
+}
+
+#[test]
+fn the_token_cannot_leave_its_namespace_or_escalate() {
+    let script = r#"
+        set -f
+        ns=$KUBESU_NAMESPACE
+        kubectl auth can-i --list
+        echo ===
+        kubectl auth can-i --list -n kube-system
+        echo ===
+        for q in "get secrets" "list secrets" "watch secrets" "get secrets -n kube-system" \
+            "create rolebindings" "create roles" "escalate roles" "bind clusterroles" \
+            "create clusterrolebindings" "create serviceaccounts" "create serviceaccounts/token" \
+            "impersonate users" "impersonate serviceaccounts" "create namespaces" \
+            "patch namespaces/$ns" "delete namespaces/$ns" "list pods -n default" \
+            "create pods -n default" "create configmaps -n kube-system" "list nodes" \
+            "create pods/exec -n kube-system" "create tokenreviews" \
+            "create certificatesigningrequests" "update leases -n kube-system" \
+            "get pods --all-namespaces" "* *"; do
+            # shellcheck disable=SC2086
+            echo "$q: $(kubectl auth can-i $q 2>/dev/null)"
+        done
+        echo ===
+        kubectl get secrets 2>&1 | grep -qi forbidden && echo secrets-forbidden
+        kubectl get secrets -n kube-system 2>&1 | grep -qi forbidden && echo other-secrets-forbidden
+        kubectl create rolebinding pwn --clusterrole=cluster-admin \
+            --serviceaccount="$ns:default" 2>&1 | grep -qi forbidden && echo rolebinding-forbidden
+        kubectl create namespace "pwn-$KUBESU_RUN_ID" 2>&1 | grep -qi forbidden && echo namespace-forbidden
+        kubectl create configmap pwn -n default --from-literal=a=b 2>&1 | grep -qi forbidden \
+            && echo other-create-forbidden
+        kubectl create token default 2>&1 | grep -qi forbidden && echo token-forbidden
+        true
+    "#;
+    let out = sudo_run("alice", &[SH, "-c", script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let parts: Vec<&str> = text.split("===\n").collect();
+    assert_eq!(parts.len(), 4, "{text}");
+    let own = can_i_rows(parts[0]);
+    let allowed = [
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectrulesreviews.authorization.k8s.io",
+        "configmaps",
+        "persistentvolumeclaims",
+        "pods",
+        "services",
+        "pods/log",
+    ];
+    for (resource, verbs) in &own {
+        assert!(
+            allowed.contains(&resource.as_str()),
+            "the token may use {resource}: {verbs}"
+        );
+        for bad in ["*", "escalate", "bind", "impersonate"] {
+            assert!(
+                !verbs.split([' ', '[', ']']).any(|v| v == bad),
+                "{resource}: {verbs}"
+            );
+        }
+    }
+    assert!(own.iter().any(|(r, _)| r == "pods"), "{text}");
+    let elsewhere = can_i_rows(parts[1]);
+    assert!(
+        elsewhere.iter().all(|(r, _)| r.starts_with("selfsubject")),
+        "the token has rights in kube-system: {elsewhere:?}"
+    );
+    for line in parts[2].lines() {
+        assert!(line.ends_with(": no"), "the token may {line}");
+    }
+    let proven: Vec<&str> = parts[3].lines().collect();
+    assert_eq!(
+        proven,
+        [
+            "secrets-forbidden",
+            "other-secrets-forbidden",
+            "rolebinding-forbidden",
+            "namespace-forbidden",
+            "other-create-forbidden",
+            "token-forbidden",
+        ]
+    );
+}
+
+/// (resource, verbs) of the resource rows of `kubectl auth can-i --list`.
+fn can_i_rows(table: &str) -> Vec<(String, String)> {
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(' ') && !l.trim().is_empty())
+        .map(|l| {
+            let resource = l.split_whitespace().next().unwrap_or_default().to_string();
+            let verbs = l.rsplit_once("[]").map_or(l, |(_, v)| v).trim().to_string();
+            (resource, verbs)
+        })
+        .collect()
+}
+
+// --- namespaces ------------------------------------------------------------
+
+#[tokio::test]
+async fn namespaces_kubesu_does_not_own_are_never_used() {
+    let mut planted = Planted::new();
+    for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let config = config_variant(&mut planted, namespace, |text| {
+            text.replace("policy = \"per-user\"", "policy = \"fixed\"")
+                .replace(
+                    "template = \"kubesu-{user}\"",
+                    &format!("template = \"{namespace}\""),
+                )
+        });
+        let out = root(&["run", "--config", &config, "--user", FRANK, "--", "id"]);
+        assert_refused(&out, 77, "not created by kubesu", namespace);
+        let admin = admin_client().await;
+        let accounts = Api::<ServiceAccount>::namespaced(admin, namespace)
+            .list(&ListParams::default().labels("kubesu.io/user=frank"))
+            .await
+            .expect("list");
+        assert!(accounts.items.is_empty(), "{namespace}");
+    }
+    assert_nothing_left(FRANK).await;
+}
