@@ -81,6 +81,17 @@ async fn leases_of(user: &str) -> usize {
         .len()
 }
 
+/// Block until the command printed "started" (the run is fully prepared).
+fn wait_until_started(child: &mut std::process::Child) {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    let mut line = [0u8; 8];
+    stdout
+        .read_exact(&mut line)
+        .expect("the command never started");
+    assert_eq!(&line, b"started\n");
+}
+
 /// These tests count a user's leases and take the API server away: one at
 /// a time.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
@@ -148,7 +159,7 @@ async fn a_connection_cut_before_the_rolebinding_rolls_the_service_account_back(
 async fn an_api_server_down_at_revocation_is_retried_then_left_to_gc() {
     let _serial = serial().await;
     let faulty = Faulty::new("down-at-exit", "3s");
-    let child = faulty
+    let mut child = faulty
         .kubesu(&[
             "run",
             "--json",
@@ -157,24 +168,16 @@ async fn an_api_server_down_at_revocation_is_retried_then_left_to_gc() {
             "--",
             SH,
             "-c",
-            "read line; exit 7",
+            "echo started; read line; exit 7",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Wait until the lease exists, then take the API server away.
-    let start = Instant::now();
-    while leases_of("grace").await == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the run never got its lease"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Once the command runs, everything is prepared: take the API server away.
+    wait_until_started(&mut child);
     faulty.proxy.set(Fault::Refuse);
-    let mut child = child;
     drop(child.stdin.take()); // the command reads EOF and exits 7
     let started = Instant::now();
     let out = child.wait_with_output().expect("wait");
@@ -342,21 +345,15 @@ async fn the_real_api_server_stopped_while_the_command_runs_then_gc_cleans_up() 
         "--",
         SH,
         "-c",
-        "read line; exit 9",
+        "echo started; read line; exit 9",
     ])
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .expect("spawn");
-    let start = Instant::now();
-    while leases_of("grace").await == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the run never got its lease"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Once the command runs, everything is prepared: take the API server away.
+    wait_until_started(&mut child);
     let out = {
         let _down = ApiServerDown::now();
         drop(child.stdin.take());

@@ -93,7 +93,7 @@ impl Cluster {
             .unwrap_or_default();
         let server = server.map_or_else(|| config.cluster_url.to_string(), str::to_string);
         let server = server.trim_end_matches('/').to_string();
-        let client = Client::try_from(config).map_err(|e| {
+        let client = low_latency_client(config).map_err(|e| {
             Failure::config(format!(
                 "cannot build a client from {}: {e}; {fix}",
                 kubeconfig.display()
@@ -130,6 +130,29 @@ impl Cluster {
             ))
         })
     }
+}
+
+/// kube's own client leaves Nagle's algorithm on: a request written as
+/// headers then body waits for the server's delayed ACK, about 40 ms per
+/// POST. Measured (BENCHMARKS.md): prepare takes 52 ms with it, 10 ms
+/// without. So kubesu builds the same stack with TCP_NODELAY. Deadlines
+/// come from `Cluster::call`, not from connector timeouts.
+fn low_latency_client(config: Config) -> kube::Result<Client> {
+    use kube::client::ConfigExt;
+
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let pool: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(pool);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// The HTTP status of an API error, if the server answered.
