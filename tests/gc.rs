@@ -16,6 +16,12 @@ use kube::api::{ObjectMeta, PostParams};
 const SH: &str = "/usr/bin/sh";
 const NAMESPACE: &str = "kubesu-bob";
 
+/// gc removes every dead lease it sees, other tests' too: one test at a time.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 fn gc(args: &[&str]) -> std::process::Output {
     let mut all = vec!["gc", "--json"];
     all.extend_from_slice(args);
@@ -153,6 +159,7 @@ fn ensure_namespace() {
 
 #[tokio::test]
 async fn a_killed_supervisor_stops_its_command_and_gc_removes_its_lease() {
+    let _serial = serial().await;
     let (sudo, run) = start_sleeping_run();
     let kubesu = kubesu_pid(&sudo);
     let sleeper = std::fs::read_to_string(format!("/proc/{kubesu}/task/{kubesu}/children"))
@@ -205,6 +212,7 @@ async fn a_killed_supervisor_stops_its_command_and_gc_removes_its_lease() {
 
 #[tokio::test]
 async fn gc_never_touches_a_live_run_and_list_shows_it_live() {
+    let _serial = serial().await;
     let (sudo, run) = start_sleeping_run();
     let out = gc(&[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -244,6 +252,7 @@ async fn gc_never_touches_a_live_run_and_list_shows_it_live() {
 #[tokio::test]
 async fn leases_of_reused_pids_of_other_boots_and_expired_ones_are_removed_live_foreign_ones_kept()
 {
+    let _serial = serial().await;
     ensure_namespace();
     let future = "2099-01-01T00:00:00Z".to_string();
     // pid 1 is alive, but started long before this lease's recorded start.
@@ -326,6 +335,7 @@ async fn leases_of_reused_pids_of_other_boots_and_expired_ones_are_removed_live_
 
 #[tokio::test]
 async fn spark_leftovers_and_run_directories_of_dead_runs_are_removed() {
+    let _serial = serial().await;
     ensure_namespace();
     let dead = fake_run('d');
     let admin = admin_client().await;
@@ -373,6 +383,7 @@ async fn spark_leftovers_and_run_directories_of_dead_runs_are_removed() {
 
 #[tokio::test]
 async fn a_per_run_namespace_without_a_live_lease_is_removed_after_its_grace() {
+    let _serial = serial().await;
     install();
     let dead = fake_run('n');
     let name = format!("kubesu-run-{dead}");
@@ -420,6 +431,7 @@ async fn a_per_run_namespace_without_a_live_lease_is_removed_after_its_grace() {
 
 #[tokio::test]
 async fn revoke_kills_a_live_runs_credentials_at_once() {
+    let _serial = serial().await;
     let (sudo, run) = start_sleeping_run();
     assert!(lease_exists(&run).await);
     let out = output(&mut root_kubesu(&["revoke", &run]));

@@ -132,18 +132,35 @@ impl Cluster {
     }
 }
 
-/// kube's own client leaves Nagle's algorithm on: a request written as
-/// headers then body waits for the server's delayed ACK, about 40 ms per
-/// POST. Measured (BENCHMARKS.md): prepare takes 52 ms with it, 10 ms
-/// without. So kubesu builds the same stack with TCP_NODELAY. Deadlines
-/// come from `Cluster::call`, not from connector timeouts.
+/// kube's own client leaves Nagle's algorithm on and speaks only HTTP/1.1.
+/// With Nagle, a request written as headers then body waits for the
+/// server's delayed ACK, about 40 ms per POST (BENCHMARKS.md: prepare took
+/// 52 ms with it, 10 ms without); with HTTP/1.1, the RoleBinding and the
+/// TokenRequest that go out together need a second connection and TLS
+/// handshake. So kubesu builds the same stack (base URI, auth) over a
+/// connector with TCP_NODELAY that offers HTTP/2. Deadlines come from
+/// `Cluster::call`, not from connector timeouts.
 fn low_latency_client(config: Config) -> kube::Result<Client> {
     use kube::client::ConfigExt;
 
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http();
+    let tls = match &config.tls_server_name {
+        Some(name) => {
+            let name = name.clone().try_into().map_err(|_| {
+                kube::Error::Service(
+                    format!("invalid tls-server-name {name:?} in the kubeconfig").into(),
+                )
+            })?;
+            tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => tls,
+    };
+    let https = tls.enable_http1().enable_http2().wrap_connector(http);
     let pool: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https);
