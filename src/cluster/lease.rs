@@ -69,11 +69,10 @@ pub struct Found {
 }
 
 impl Found {
-    /// Read the record back from a ServiceAccount kubesu created. Missing
-    /// annotations read as empty: `gc` then judges by expiry alone, and an
-    /// unreadable expiry counts as expired.
-    pub fn from_account(account: &ServiceAccount) -> Option<Found> {
-        let meta = &account.metadata;
+    /// Read the record back from the metadata of a ServiceAccount kubesu
+    /// created. Missing annotations read as empty: `gc` then judges by expiry
+    /// alone, and an unreadable expiry counts as expired.
+    pub fn from_metadata(meta: &ObjectMeta) -> Option<Found> {
         let labels = meta.labels.as_ref()?;
         if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1) {
             return None;
@@ -105,7 +104,8 @@ impl Found {
 }
 
 /// Every lease in the cluster matching `selector` (added to kubesu's own
-/// label): one list call across all namespaces.
+/// label): one list call across all namespaces, metadata only (the record
+/// is all labels and annotations; it keeps `gc` of thousands small).
 pub async fn list(cluster: &Cluster, selector: Option<&str>) -> Result<Vec<Found>> {
     let api: Api<ServiceAccount> = Api::all(cluster.client.clone());
     let mut labels = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
@@ -115,10 +115,14 @@ pub async fn list(cluster: &Cluster, selector: Option<&str>) -> Result<Vec<Found
     let found = cluster
         .call(
             "listing kubesu's ServiceAccounts (leases)",
-            api.list(&ListParams::default().labels(&labels)),
+            api.list_metadata(&ListParams::default().labels(&labels)),
         )
         .await?;
-    Ok(found.items.iter().filter_map(Found::from_account).collect())
+    Ok(found
+        .items
+        .iter()
+        .filter_map(|a| Found::from_metadata(&a.metadata))
+        .collect())
 }
 
 /// Create the ServiceAccount; returns its uid, for owner references.
