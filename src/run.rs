@@ -225,8 +225,21 @@ async fn prepare(
 /// concurrent namespace creation).
 const PREPARE_ROUND_TRIPS: u32 = 4;
 
-/// The run, end to end. Returns the command's exit status.
+/// The run, end to end. Returns the command's exit status. With --json, a
+/// run kubesu refused or could not prepare still ends with one JSON object
+/// on stderr, for the platform to read.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
+    let result = run_phases(config_path, target, program);
+    if let (Err(failure), true) = (&result, target.json) {
+        err!(
+            "{}",
+            json!({ "event": "error", "status": failure.exit_status(), "error": failure.message })
+        );
+    }
+    result
+}
+
+fn run_phases(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
     let mut clock = Clock::new(target.verbose);
     let invoker = Invoker::current();
     authorize::check_invoker(&invoker)?;
@@ -260,27 +273,24 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         syslog: config.audit.syslog,
         file: config.audit.file.as_deref(),
     };
-    let mut record = json!({
-        "event": "start",
-        "run": plan.run.as_str(),
-        "caller": who.caller,
-        "user": who.user.name,
-        "uid": who.user.uid.as_raw(),
-        "team": who.team,
-        "namespace": plan.namespace,
-        "service_account": plan.service_account,
-        "program": who.program,
-        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
-        "host": sys::hostname(),
-        "pid": std::process::id(),
-    });
+    let mut record = start_record(&who, &plan, &argv);
     warn_all(audit::record(&audit_sink, &record));
 
     process::become_subreaper()
         .or_fail(Code::Software, || "cannot become a child subreaper".into())?;
     handover::ensure_runtime_dir(&config.runtime.dir)?;
 
-    let prepared = runtime.block_on(prepare(&cluster, &config, &who, &plan))?;
+    let prepared = match runtime.block_on(prepare(&cluster, &config, &who, &plan)) {
+        Ok(prepared) => prepared,
+        Err(failure) => {
+            // The start was audited: so is the end, even with nothing run.
+            record["event"] = json!("end");
+            record["status"] = json!(failure.exit_status());
+            record["error"] = json!(failure.message);
+            warn_all(audit::record(&audit_sink, &record));
+            return Err(failure);
+        }
+    };
     clock.done("prepare");
 
     let started = hand_over_and_start(&cluster, &config, &who, &plan, &prepared, argv);
@@ -320,25 +330,14 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     let removed = handover::remove(&config.runtime.dir, &plan.run);
     clock.done("revoke");
 
-    let status = match &outcome {
-        Ok(outcome) => outcome.status,
-        Err(failure) => failure.exit_status(),
-    };
-    record["event"] = json!("end");
-    record["status"] = json!(status);
-    record["token_expires"] = json!(prepared.token.expires);
-    record["token_renewals"] = json!(renewals);
-    record["revoked"] = json!(revoked.is_ok());
-    record["phases_ms"] = clock.json();
-    if let Ok(Outcome {
-        forwarded,
-        stragglers_ended,
-        ..
-    }) = &outcome
-    {
-        record["signals_forwarded"] = json!(forwarded);
-        record["stragglers_ended"] = json!(stragglers_ended);
-    }
+    end_record(
+        &mut record,
+        &outcome,
+        &prepared,
+        renewals,
+        revoked.is_ok(),
+        &clock,
+    );
     warn_all(audit::record(&audit_sink, &record));
     if let Err(e) = &revoked {
         err!("kubesu: warning: {e}");
@@ -350,6 +349,49 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         err!("{record}");
     }
     outcome.map(|o| o.status)
+}
+
+/// The audit record of a run, as it starts.
+fn start_record(who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) -> serde_json::Value {
+    json!({
+        "event": "start",
+        "run": plan.run.as_str(),
+        "caller": who.caller,
+        "user": who.user.name,
+        "uid": who.user.uid.as_raw(),
+        "team": who.team,
+        "namespace": plan.namespace,
+        "service_account": plan.service_account,
+        "program": who.program,
+        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "host": sys::hostname(),
+        "pid": std::process::id(),
+    })
+}
+
+/// The same record, completed when the run has ended and been revoked.
+fn end_record(
+    record: &mut serde_json::Value,
+    outcome: &Result<Outcome>,
+    prepared: &Prepared,
+    renewals: u32,
+    revoked: bool,
+    clock: &Clock,
+) {
+    let status = match outcome {
+        Ok(outcome) => outcome.status,
+        Err(failure) => failure.exit_status(),
+    };
+    record["event"] = json!("end");
+    record["status"] = json!(status);
+    record["token_expires"] = json!(prepared.token.expires);
+    record["token_renewals"] = json!(renewals);
+    record["revoked"] = json!(revoked);
+    record["phases_ms"] = clock.json();
+    if let Ok(outcome) = outcome {
+        record["signals_forwarded"] = json!(outcome.forwarded);
+        record["stragglers_ended"] = json!(outcome.stragglers_ended);
+    }
 }
 
 fn hand_over_and_start(

@@ -122,6 +122,16 @@ async fn an_unreachable_api_server_during_prepare_is_exit_69_within_the_deadline
         "{}",
         stderr(&out)
     );
+    // The start was audited, so is the failed end.
+    let audit = std::fs::read_to_string("/var/log/kubesu/audit.jsonl").expect("audit file");
+    let last = audit
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+        .find(|r| r["user"] == "grace" && r["event"] == "end")
+        .expect("an end record for the failed run");
+    assert_eq!(last["status"], 69, "{last}");
+    assert!(last["error"].is_string(), "{last}");
     assert_eq!(leases_of("grace").await, 0);
 }
 

@@ -754,3 +754,18 @@ fn a_reader_that_goes_away_does_not_crash_kubesu() {
     assert_eq!(stdout(&out).trim(), "0", "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_refusal_with_json_ends_with_a_machine_readable_error() {
+    let out = output(&mut sudo_kubesu(&[
+        "run", "--json", "--user", "mallory", "--", "id",
+    ]));
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    let record = run_record(&out);
+    assert_eq!(record["event"], "error");
+    assert_eq!(record["status"], 77);
+    assert!(
+        record["error"].as_str().expect("error").contains("mallory"),
+        "{record}"
+    );
+}
