@@ -44,21 +44,20 @@ impl Faulty {
             std::os::unix::fs::PermissionsExt::from_mode(0o600),
         )
         .expect("chmod");
-        let example =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
-                .expect("example");
-        let text = example
-            .replace(
-                "kubeconfig = \"/etc/kubesu/kubeconfig\"",
-                &format!("kubeconfig = \"{kubeconfig_path}\"\nserver = \"{server}\""),
-            )
-            .replace("request_timeout = \"10s\"", "request_timeout = \"3s\"")
-            .replace(
-                "revoke_timeout = \"30s\"",
-                &format!("revoke_timeout = \"{revoke_timeout}\""),
-            );
-        let config = format!("/etc/kubesu/test-{name}.toml");
-        std::fs::write(&config, text).expect("write config");
+        let config = config_variant(
+            name,
+            &[
+                (
+                    "kubeconfig = \"/etc/kubesu/kubeconfig\"",
+                    &format!("kubeconfig = \"{kubeconfig_path}\"\nserver = \"{server}\""),
+                ),
+                ("request_timeout = \"10s\"", "request_timeout = \"3s\""),
+                (
+                    "revoke_timeout = \"30s\"",
+                    &format!("revoke_timeout = \"{revoke_timeout}\""),
+                ),
+            ],
+        );
         Faulty { proxy, config }
     }
 
@@ -333,18 +332,13 @@ fn bed(command: &str) {
 #[tokio::test]
 async fn the_real_api_server_stopped_while_the_command_runs_then_gc_cleans_up() {
     let _serial = serial().await;
-    install();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
-            .expect("example");
-    let config = "/etc/kubesu/test-apiserver-down.toml";
-    std::fs::write(
-        config,
-        example
-            .replace("request_timeout = \"10s\"", "request_timeout = \"2s\"")
-            .replace("revoke_timeout = \"30s\"", "revoke_timeout = \"3s\""),
-    )
-    .expect("write config");
+    let config = &config_variant(
+        "apiserver-down",
+        &[
+            ("request_timeout = \"10s\"", "request_timeout = \"2s\""),
+            ("revoke_timeout = \"30s\"", "revoke_timeout = \"3s\""),
+        ],
+    );
     let mut child = root_kubesu(&[
         "run",
         "--config",

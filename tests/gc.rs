@@ -412,15 +412,10 @@ async fn a_per_run_namespace_without_a_live_lease_is_removed_after_its_grace() {
         "removed within the grace period"
     );
     // The grace is three request timeouts: 3 s with this config.
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
-            .expect("example");
-    let config = "/etc/kubesu/test-gc-short-grace.toml";
-    std::fs::write(
-        config,
-        example.replace("request_timeout = \"10s\"", "request_timeout = \"1s\""),
-    )
-    .expect("write");
+    let config = &config_variant(
+        "gc-short-grace",
+        &[("request_timeout = \"10s\"", "request_timeout = \"1s\"")],
+    );
     std::thread::sleep(Duration::from_millis(3500));
     let out = output(&mut root_kubesu(&["gc", "--json", "--config", config]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -566,27 +566,23 @@ async fn dry_run_prints_the_plan_and_touches_nothing() {
     );
 }
 
-/// A root-owned variant of the example config, for policies the installed
-/// one does not use; only a root shell may pass it with --config.
-fn config_variant(name: &str, policy: &str, template: &str) -> String {
-    install();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
-            .expect("example");
-    let text = example
-        .replace("policy = \"per-user\"", &format!("policy = \"{policy}\""))
-        .replace(
-            "template = \"kubesu-{user}\"",
-            &format!("template = \"{template}\""),
-        );
-    let path = format!("/etc/kubesu/test-{name}.toml");
-    std::fs::write(&path, text).expect("write config variant");
-    path
+/// The example config with another namespace policy.
+fn policy_variant(name: &str, policy: &str, template: &str) -> String {
+    config_variant(
+        name,
+        &[
+            ("policy = \"per-user\"", &format!("policy = \"{policy}\"")),
+            (
+                "template = \"kubesu-{user}\"",
+                &format!("template = \"{template}\""),
+            ),
+        ],
+    )
 }
 
 #[tokio::test]
 async fn a_per_run_namespace_is_created_for_the_run_and_deleted_after_it() {
-    let config = config_variant("per-run", "per-run", "kubesu-run-{run}");
+    let config = policy_variant("per-run", "per-run", "kubesu-run-{run}");
     let out = output(&mut root_kubesu(&[
         "run",
         "--config",
@@ -627,7 +623,7 @@ async fn a_per_run_namespace_is_created_for_the_run_and_deleted_after_it() {
 
 #[test]
 fn a_per_team_namespace_needs_a_team_the_user_is_in() {
-    let config = config_variant("per-team", "per-team", "kubesu-team-{team}");
+    let config = policy_variant("per-team", "per-team", "kubesu-team-{team}");
     let with = |extra: &[&str]| {
         let mut args = vec!["run", "--config", &config, "--user", "bob"];
         args.extend_from_slice(extra);
@@ -644,16 +640,13 @@ fn a_per_team_namespace_needs_a_team_the_user_is_in() {
 
 #[tokio::test]
 async fn the_token_is_renewed_in_the_kubeconfig_while_the_command_runs() {
-    install();
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
-            .expect("example");
-    let text = example.replace(
-        "token_ttl = \"1h\"",
-        "token_ttl = \"10m\"\nrenew_before = \"597s\"",
+    let config = &config_variant(
+        "renewal",
+        &[(
+            "token_ttl = \"1h\"",
+            "token_ttl = \"10m\"\nrenew_before = \"597s\"",
+        )],
     );
-    let config = "/etc/kubesu/test-renewal.toml";
-    std::fs::write(config, text).expect("write config");
     let script = r#"
         dir=$(dirname "$KUBECONFIG")
         before=$(cat "$dir/token")

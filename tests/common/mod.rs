@@ -196,3 +196,20 @@ pub fn run_record(o: &Output) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no JSON record in: {err}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("bad record {line}: {e}"))
 }
+
+/// A root-owned copy of the example config with each `(from, to)` text
+/// replaced, as /etc/kubesu/test-NAME.toml: for settings the installed
+/// config does not have. Only a root shell may pass it with --config.
+pub fn config_variant(name: &str, edits: &[(&str, &str)]) -> String {
+    install();
+    let mut text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml"))
+            .expect("example config");
+    for (from, to) in edits {
+        assert!(text.contains(from), "the example config has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = format!("/etc/kubesu/test-{name}.toml");
+    std::fs::write(&path, text).expect("write config variant");
+    path
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs, idempotently, spark-submit from PyPI's pyspark 3.5 into a venv
-# that every user can read and run (spark-submit runs as the end user):
+# Installs, idempotently, spark-submit from PyPI's pyspark 3.5 (or the series
+# given as the argument, e.g. 4.3) into a venv that every user can read and
+# run (spark-submit runs as the end user):
 #
 #   /var/cache/kubesu-testbed/pyspark-3.5/bin/spark-submit
 #   SPARK_HOME=/var/cache/kubesu-testbed/pyspark-3.5/lib/python3.11/site-packages/pyspark
@@ -10,12 +11,15 @@
 # other users cannot run. Java comes from the machine (Debian's OpenJDK 17).
 # Run as root. Safe to run again: it does nothing when all is present.
 #
-#   bash tests/testbed/install-pyspark.sh     prints SPARK_HOME and JAVA_HOME
+#   bash tests/testbed/install-pyspark.sh         prints SPARK_HOME and JAVA_HOME
+#   bash tests/testbed/install-pyspark.sh 4.3     the same for pyspark 4.3.*, in
+#                                                 /var/cache/kubesu-testbed/pyspark-4.3
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-pyspark.sh: run as root" >&2; exit 1; }
 umask 022
 
-series=${KUBESU_PYSPARK_SERIES:-3.5}
+series=${1:-${KUBESU_PYSPARK_SERIES:-3.5}}
+[[ "$series" =~ ^[0-9]+\.[0-9]+$ ]] || { echo "install-pyspark.sh: '$series' is not a series such as 3.5 or 4.3" >&2; exit 1; }
 venv=${KUBESU_PYSPARK_VENV:-/var/cache/kubesu-testbed/pyspark-$series}
 python=/usr/bin/python3
 marker=$venv/.kubesu-installed
@@ -45,7 +49,8 @@ case "$version" in
     mkdir -p "$(dirname "$venv")"
     chmod 0755 "$(dirname "$venv")"
     "$python" -m venv "$venv"
-    # The pyspark 3.5 sdist (~300 MB) builds its wheel with setuptools.
+    # The pyspark sdist (3.5: ~300 MB, 4.x: ~450 MB) builds its wheel with
+    # setuptools.
     "$venv/bin/pip" install --quiet --no-input --disable-pip-version-check \
       "pyspark==$series.*"
     version=$(installed_version)
