@@ -76,10 +76,25 @@ pub fn main() -> i32 {
         err!("kubesu: cannot make kubesu undumpable: {e}");
         return failure::Code::Software as i32;
     }
+    // With --json, a run kubesu refused or could not prepare still ends
+    // with one JSON object on stderr, for the platform to read.
+    let json_errors = match &cli.mode {
+        Mode::Run(args) => args.target.json,
+        Mode::Shell(args) => args.target.json,
+        _ => false,
+    };
     match dispatch(cli) {
         Ok(status) => status,
         Err(failure) => {
             err!("kubesu: {failure}");
+            if json_errors {
+                let error = serde_json::json!({
+                    "event": "error",
+                    "status": failure.exit_status(),
+                    "error": failure.message,
+                });
+                err!("{error}");
+            }
             failure.exit_status()
         }
     }

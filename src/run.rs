@@ -225,21 +225,8 @@ async fn prepare(
 /// concurrent namespace creation).
 const PREPARE_ROUND_TRIPS: u32 = 4;
 
-/// The run, end to end. Returns the command's exit status. With --json, a
-/// run kubesu refused or could not prepare still ends with one JSON object
-/// on stderr, for the platform to read.
+/// The run, end to end. Returns the command's exit status.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
-    let result = run_phases(config_path, target, program);
-    if let (Err(failure), true) = (&result, target.json) {
-        err!(
-            "{}",
-            json!({ "event": "error", "status": failure.exit_status(), "error": failure.message })
-        );
-    }
-    result
-}
-
-fn run_phases(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
     let mut clock = Clock::new(target.verbose);
     let invoker = Invoker::current();
     authorize::check_invoker(&invoker)?;
