@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::admin::{self, Audience};
 use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
-use crate::cluster::{Cluster, MANAGED_BY, RUN_LABEL, api_failure, is_not_found, lease, namespace};
+use crate::cluster::{Cluster, MANAGED_BY, RUN_LABEL, lease, namespace};
 use crate::failure::{Failure, Result};
 use crate::handover;
 use crate::liveness::{self, Here};
@@ -228,14 +228,9 @@ async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> R
         Target::RoleBinding { namespace, name } => {
             let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
             let what = format!("deleting RoleBinding {namespace}/{name}");
-            match cluster
-                .deadline(&what, api.delete(name, &DeleteParams::background()))
-                .await?
-            {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(api_failure(&what, e)),
-            }
+            cluster
+                .delete(&what, api.delete(name, &DeleteParams::background()))
+                .await
         }
         Target::Namespace { name } => namespace::delete(cluster, name).await,
         Target::RunDirectory { .. } => {

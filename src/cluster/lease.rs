@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 
-use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation, api_failure, is_not_found};
+use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
 use crate::failure::Result;
 
 /// Everything recorded on the lease.
@@ -216,18 +216,9 @@ pub async fn release(cluster: &Cluster, namespace: &str, name: &str) -> Result<(
     let what_binding = format!("deleting RoleBinding {namespace}/{name}");
     let what_account = format!("deleting ServiceAccount {namespace}/{name}");
     let (binding, account) = tokio::join!(
-        cluster.deadline(&what_binding, bindings.delete(name, &params)),
-        cluster.deadline(&what_account, accounts.delete(name, &params)),
+        cluster.delete(&what_binding, bindings.delete(name, &params)),
+        cluster.delete(&what_account, accounts.delete(name, &params)),
     );
-    // The account first: it is what invalidates the token.
-    match account? {
-        Ok(_) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(api_failure(&what_account, e)),
-    }
-    match binding? {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(api_failure(&what_binding, e)),
-    }
+    // The account's failure first: it is what invalidates the token.
+    account.and(binding)
 }

@@ -10,7 +10,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use super::{Cluster, RUN_LABEL, api_failure, is_not_found};
+use super::{Cluster, RUN_LABEL};
 use crate::failure::Result;
 use crate::spark::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL};
 
@@ -101,17 +101,12 @@ where
         K::kind(&Default::default())
     );
     let params = ListParams::default().labels(selector);
-    match cluster
-        .deadline(
+    cluster
+        .delete(
             &what,
             api.delete_collection(&DeleteParams::background(), &params),
         )
-        .await?
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(api_failure(&what, e)),
-    }
+        .await
 }
 
 /// ConfigMaps that carry only Spark's application id, mapped back to runs.
@@ -153,14 +148,9 @@ async fn delete_services(cluster: &Cluster, namespace: &str, selector: &str) -> 
             let api = api.clone();
             let what = what.clone();
             async move {
-                match cluster
-                    .deadline(&what, api.delete(&name, &DeleteParams::background()))
-                    .await?
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_not_found(&e) => Ok(()),
-                    Err(e) => Err(api_failure(&what, e)),
-                }
+                cluster
+                    .delete(&what, api.delete(&name, &DeleteParams::background()))
+                    .await
             }
         });
     futures::future::join_all(deletions)

@@ -117,6 +117,18 @@ impl Cluster {
             .map_err(|e| api_failure(what, e))
     }
 
+    /// A delete: an object already gone counts as deleted.
+    pub async fn delete<T, F>(&self, what: &str, call: F) -> Result<()>
+    where
+        F: Future<Output = kube::Result<T>>,
+    {
+        match self.deadline(what, call).await? {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_failure(what, e)),
+        }
+    }
+
     /// Like `call`, but hands back the API's own error for the caller to
     /// inspect (404, 409...); only a missed deadline is a `Failure` here.
     pub async fn deadline<T, F>(&self, what: &str, call: F) -> Result<kube::Result<T>>
@@ -205,7 +217,7 @@ pub fn api_failure(what: &str, e: kube::Error) -> Failure {
 }
 
 /// Does this failure mean the object is not (or no longer) there?
-pub fn is_not_found(e: &kube::Error) -> bool {
+fn is_not_found(e: &kube::Error) -> bool {
     status_of(e) == Some(404)
 }
 

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use super::{Cluster, MANAGED_BY, RUN_LABEL, annotation, api_failure, is_conflict, is_not_found};
+use super::{Cluster, MANAGED_BY, RUN_LABEL, annotation, api_failure, is_conflict};
 use crate::failure::{Failure, Result};
 
 /// What the namespace should look like if kubesu creates it.
@@ -107,14 +107,9 @@ fn check_usable(wanted: &Wanted<'_>, existing: &Namespace) -> Result<()> {
 pub async fn delete(cluster: &Cluster, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(cluster.client.clone());
     let what = format!("deleting namespace {name}");
-    match cluster
-        .deadline(&what, api.delete(name, &Default::default()))
-        .await?
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(api_failure(&what, e)),
-    }
+    cluster
+        .delete(&what, api.delete(name, &Default::default()))
+        .await
 }
 
 /// Is `name` the per-run namespace of `run` (labelled with it by kubesu)?
