@@ -5,7 +5,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -278,19 +277,7 @@ fn an_unreachable_cluster_exits_69() {
 
 /// `kubesu rbac` as an unprivileged user (not through sudo).
 fn rbac_as_service_user(args: &[&str]) -> std::process::Output {
-    install();
-    let (uid, gid) = ids_of(SERVICE_USER);
-    let mut command = Command::new(KUBESU);
-    command
-        .arg("rbac")
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .current_dir("/")
-        .uid(uid)
-        .gid(gid)
-        .stdin(Stdio::null());
-    output(&mut command)
+    output(as_service_user(KUBESU).arg("rbac").args(args))
 }
 
 #[test]

@@ -489,12 +489,7 @@ fn every_run_is_audited_to_the_file_and_to_syslog() {
     let out = run_as("alice", &["/usr/bin/true"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let run = run_record(&out)["run"].as_str().expect("run").to_string();
-    let audit = std::fs::read_to_string("/var/log/kubesu/audit.jsonl").expect("audit file");
-    let records: Vec<serde_json::Value> = audit
-        .lines()
-        .filter(|l| l.contains(&run))
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let records = audit_records(&run);
     assert_eq!(records.len(), 2, "a start and an end record");
     assert_eq!(records[0]["event"], "start");
     assert_eq!(records[1]["event"], "end");

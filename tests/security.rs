@@ -859,12 +859,7 @@ fn arguments_with_newlines_and_binary_bytes_reach_the_command_unchanged() {
     assert_eq!(out.stdout, expected, "the arguments changed on the way");
     // The audit trail stays one JSON object per line, whatever the arguments.
     let run = run_record(&out)["run"].as_str().expect("run").to_string();
-    let audit = std::fs::read_to_string("/var/log/kubesu/audit.jsonl").expect("audit file");
-    let records: Vec<serde_json::Value> = audit
-        .lines()
-        .filter(|l| l.contains(&run))
-        .map(|l| serde_json::from_str(l).expect("a whole JSON object per line"))
-        .collect();
+    let records = audit_records(&run);
     assert_eq!(records.len(), 2, "start and end records for {run}");
     assert!(
         records[0]["argv"]

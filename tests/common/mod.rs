@@ -142,13 +142,17 @@ pub fn ids_of(user: &str) -> (u32, u32) {
 
 /// `sudo -n kubesu ARGS` as the platform's service user, as a platform runs it.
 pub fn sudo_kubesu(args: &[&str]) -> Command {
+    let mut command = as_service_user("sudo");
+    command.arg("-n").arg(KUBESU).args(args);
+    command
+}
+
+/// `program` started by the platform's service user, with a clean environment.
+pub fn as_service_user(program: &str) -> Command {
     install();
     let (uid, gid) = ids_of(SERVICE_USER);
-    let mut command = Command::new("sudo");
+    let mut command = Command::new(program);
     command
-        .arg("-n")
-        .arg(KUBESU)
-        .args(args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .current_dir("/")
@@ -212,4 +216,17 @@ pub fn config_variant(name: &str, edits: &[(&str, &str)]) -> String {
     let path = format!("/etc/kubesu/test-{name}.toml");
     std::fs::write(&path, text).expect("write config variant");
     path
+}
+
+/// The audit file's records of one run, each line a whole JSON object.
+pub fn audit_records(run: &str) -> Vec<serde_json::Value> {
+    let audit = std::fs::read_to_string("/var/log/kubesu/audit.jsonl").expect("audit file");
+    audit
+        .lines()
+        .filter(|l| l.contains(run))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"))
+        })
+        .collect()
 }
