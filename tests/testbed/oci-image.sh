@@ -15,9 +15,9 @@
 #
 #   oci-image.sh import ARCHIVE...
 #     Imports into the `k8s.io` namespace of the bed's containerd (the one
-#     node.sh starts; its socket and ctr come from node.sh), unpacked for the
-#     snapshotter the CRI plugin uses, so the kubelet finds the image without
-#     pulling.
+#     `node.sh start-containerd` started for $KUBESU_TESTBED_DIR), unpacked
+#     for the snapshotter its CRI plugin uses, so the kubelet finds the image
+#     without pulling. Same as `node.sh import ARCHIVE...`.
 #
 # Sourcing this file defines the same as functions, oci_archive and
 # oci_import, without running anything.
@@ -178,16 +178,7 @@ oci_archive() { # OUT.tar NAME [options] ROOTFS_DIR...
 
 oci_import() { # ARCHIVE...
   (($#)) || { _oci_die "usage: oci_import ARCHIVE..."; return 1; }
-  local bin address snapshotter a
-  bin=$(bash "$_oci_here/build-node.sh") || { _oci_die "build-node.sh failed: no ctr"; return 1; }
-  address=$(bash "$_oci_here/node.sh" socket)
-  snapshotter=$(bash "$_oci_here/node.sh" snapshotter)
-  [ -S "$address" ] || { _oci_die "no containerd at $address: start it with node.sh start-containerd"; return 1; }
-  for a in "$@"; do
-    [ -f "$a" ] || { _oci_die "no archive $a"; return 1; }
-    "$bin/ctr" --address "$address" -n k8s.io images import --snapshotter "$snapshotter" "$a" >&2 ||
-      { _oci_die "ctr images import $a into $address failed (see the lines above)"; return 1; }
-  done
+  bash "$_oci_here/node.sh" import "$@"
 }
 
 if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
