@@ -8,7 +8,8 @@
 #
 # The venv is built on Debian's /usr/bin/python3 (python3-venv, from
 # install-deps.sh), never on a per-user Python such as root's pyenv, which
-# other users cannot run. Java comes from the machine (Debian's OpenJDK 17).
+# other users cannot run. Java is Debian's OpenJDK 17 (openjdk-17-jre-headless),
+# by its path, not the first `java` in PATH.
 # Run as root. Safe to run again: it does nothing when all is present.
 #
 #   bash tests/testbed/install-pyspark.sh         prints SPARK_HOME and JAVA_HOME
@@ -28,9 +29,16 @@ marker=$venv/.kubesu-installed
 pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 spark_home=$venv/lib/python$pyver/site-packages/pyspark
 
-java=$(command -v java || true)
-[ -n "$java" ] || { echo "install-pyspark.sh: no java in PATH (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
-java_home=$(dirname "$(dirname "$(readlink -f "$java")")")
+# Debian's OpenJDK 17, named explicitly: whatever `java` comes first in PATH
+# (a Temurin in some machine images, nothing on a plain Debian) is not what
+# the bed promises. Installed here if missing (install-deps.sh installs it too).
+java_home=/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)
+if [ ! -x "$java_home/bin/java" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
+fi
+[ -x "$java_home/bin/java" ] || { echo "install-pyspark.sh: $java_home/bin/java missing (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
 
 installed_version() {
   "$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pyspark"))' 2>/dev/null || true
@@ -73,7 +81,7 @@ esac
 # Check it as an unprivileged user, with nothing but SPARK_HOME and a PATH in
 # which another python3 could come first, as kubesu runs it.
 if ! out=$(runuser -u nobody -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
-  SPARK_HOME="$spark_home" HOME=/tmp "$venv/bin/spark-submit" --version 2>&1); then
+  SPARK_HOME="$spark_home" JAVA_HOME="$java_home" HOME=/tmp "$venv/bin/spark-submit" --version 2>&1); then
   echo "install-pyspark.sh: spark-submit --version failed as nobody:" >&2
   echo "$out" >&2
   exit 1
