@@ -3,7 +3,7 @@
 # Run as root. Safe to run again: it does nothing when all is present.
 set -euo pipefail
 
-packages=(etcd-server golang-go rsync make sudo openssl dpkg-dev openjdk-17-jre-headless
+packages=(etcd-server golang-go rsync make sudo openssl dpkg-dev openjdk-17-jre-headless debootstrap
   golang-github-modern-go-reflect2-dev curl procps python3-venv rsyslog man-db)
 
 missing=()
