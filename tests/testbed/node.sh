@@ -19,6 +19,8 @@
 # Environment:
 #   KUBESU_TESTBED_POD_SUBNET  the node's pod subnet (default 10.244.0.0/24)
 #   KUBESU_TESTBED_BRIDGE      the CNI bridge (default kubesu0)
+# A second bed on the same machine needs other values for both: the bridge is
+# a host-wide name, and each bed hands out addresses from its own leases.
 #
 # What the kubelet needs (configured here, on the containerd side):
 #   containerRuntimeEndpoint: unix://DIR/containerd/containerd.sock (images too)
@@ -346,9 +348,12 @@ stop_containerd() {
   #    and no mount disappears, and its veth with it.
   awk -v d="$cd_dir/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
     while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"; done
-  # 5. No pod holds an address any more: drop the leases and the bridge.
+  # 5. No pod holds an address any more: drop the leases, and the bridge
+  #    unless another bed's pods are still plugged into it (same name).
   rm -rf "$dir/cni/ipam"
-  if ip link show "$bridge" >/dev/null 2>&1; then ip link delete "$bridge" || true; fi
+  if [ -d "/sys/class/net/$bridge/brif" ] && [ -z "$(ls -A "/sys/class/net/$bridge/brif")" ]; then
+    ip link delete "$bridge" || true
+  fi
   log "containerd on $sock stopped"
 }
 
