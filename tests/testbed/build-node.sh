@@ -44,7 +44,10 @@ step() {
   local name=$1 cause=$2
   shift 2
   mkdir -p "$logs"
-  if ! "$@" >"$logs/$name.log" 2>&1; then
+  # In the background, so that set -e holds inside COMMAND (it is off in
+  # anything run as an `if` condition) and its first failure ends it.
+  "$@" >"$logs/$name.log" 2>&1 &
+  if ! wait $!; then
     log "step '$name' failed; last lines of $logs/$name.log:"
     tail -n 25 "$logs/$name.log" >&2 || true
     log "likely cause: $cause"
@@ -61,6 +64,19 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# node/go.mod asks for Go 1.26.6; a go of 1.21 or newer fetches that
+# toolchain through the module proxy itself (GOTOOLCHAIN=auto). Debian 12's
+# golang-go (1.19) cannot.
+require_go() {
+  local v
+  v=$("$go" env GOVERSION 2>/dev/null) ||
+    { log "no go command '$go': install Go 1.21 or newer, or set KUBESU_TESTBED_GO"; exit 1; }
+  if ! [[ $v =~ ^go1\.([0-9]+) ]] || ((BASH_REMATCH[1] < 21)); then
+    log "'$go' is $v: containerd needs Go 1.21 or newer (first on PATH, or KUBESU_TESTBED_GO)"
+    exit 1
+  fi
 }
 
 build_containerd() { # out-bin-dir
@@ -118,6 +134,7 @@ main() {
     echo "$top/bin"
     return
   fi
+  require_go
   log "building containerd $containerd_version and the node's images (cold: about 10 minutes on 2 cores)"
   mkdir -p "$cache"
   work=$(mktemp -d "$cache/node-build.XXXXXX")
