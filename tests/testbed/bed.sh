@@ -1,25 +1,53 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver and
-# kube-controller-manager. No nodes: pods stay Pending, which is all kubesu's
-# tests need.
+# A real Kubernetes cluster on this machine, loopback and one bridge only.
 #
-#   bed.sh up     build (cached) and start; writes $dir/admin.kubeconfig
-#   bed.sh down   stop exactly the processes this bed started
+# The current release (the default): etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, and one node: kubelet with
+# containerd and runc, a CNI bridge (kubesu0, 10.244.0.0/24, the node's own
+# address 10.244.0.1), kube-proxy, and CoreDNS serving cluster.local on
+# 10.244.0.1:53. Pods reach the API server as kubernetes.default.svc
+# (10.96.0.1:443, proxied to 10.244.0.1:$api_port). Spark images are built
+# here (build-spark-image.sh) and imported: nothing is ever pulled.
+#
+# KUBESU_TESTBED_KUBERNETES=1.20: Debian's Kubernetes 1.20 control plane only
+# (etcd, kube-apiserver, kube-controller-manager on 127.0.0.1, no node: pods
+# stay Pending), the oldest release kubesu is tested on.
+#
+#   bed.sh up     build (cached) and start; returns when the node is Ready
+#   bed.sh down   stop exactly the processes this bed started, remove its pods'
+#                 containers and network
 #   bed.sh env    print the variables tests read, for `eval`
 #   bed.sh stop-apiserver | start-apiserver   for fault tests
 #
-# Environment (two beds can run side by side with different values):
-#   KUBESU_TESTBED_DIR        state directory (default /var/tmp/kubesu-testbed)
-#   KUBESU_TESTBED_API_PORT   kube-apiserver port (default 16443)
-#   KUBESU_TESTBED_ETCD_PORT  etcd client port (default 12379; peer port +1)
+# Environment:
+#   KUBESU_TESTBED_KUBERNETES  current (default) or 1.20
+#   KUBESU_TESTBED_DIR         state directory (default /var/tmp/kubesu-testbed)
+#   KUBESU_TESTBED_API_PORT    kube-apiserver port (default 16443)
+#   KUBESU_TESTBED_ETCD_PORT   etcd client port (default 12379; peer port +1)
+#   KUBESU_TESTBED_SPARK       pyspark series whose images `up` imports
+#                              (default "3.5"; e.g. "3.5 4.3")
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+release=${KUBESU_TESTBED_KUBERNETES:-current}
 dir=${KUBESU_TESTBED_DIR:-/var/tmp/kubesu-testbed}
 api_port=${KUBESU_TESTBED_API_PORT:-16443}
 etcd_port=${KUBESU_TESTBED_ETCD_PORT:-12379}
 etcd_peer_port=$((etcd_port + 1))
 server=https://127.0.0.1:$api_port
+# The node: its name, and its address on the bridge, which is also where the
+# API server is advertised (pods cannot route to 127.0.0.1) and where CoreDNS
+# listens.
+node_name=kubesu-node
+node_ip=10.244.0.1
+pod_cidr=10.244.0.0/24
+service_cidr=10.96.0.0/16
+bridge=kubesu0
+
+case "$release" in
+  current | 1.20) ;;
+  *) printf 'testbed: KUBESU_TESTBED_KUBERNETES=%s: use current or 1.20\n' "$release" >&2; exit 1 ;;
+esac
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -41,9 +69,12 @@ make_ca() { # name cn
     -days 3650 -subj "/CN=$2" 2>/dev/null
 }
 
+# Bump when the set of certificates changes: an older pki is made anew.
+pki_rev=2
+
 make_pki() {
   pki=$dir/pki
-  [ -f "$pki/done" ] && return
+  [ -f "$pki/done-$pki_rev" ] && return
   rm -rf "$pki"
   mkdir -p "$pki"
   chmod 0700 "$pki"
@@ -51,13 +82,20 @@ make_pki() {
   make_ca front-proxy-ca kubesu-testbed-front-proxy-ca
   local client='extendedKeyUsage=clientAuth'
   sign apiserver /CN=kube-apiserver ca "$(printf '%s\n%s' 'extendedKeyUsage=serverAuth' \
-    'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc')"
+    "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:$node_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
   sign admin "/O=system:masters/CN=kubesu-testbed-admin" ca "$client"
   sign controller-manager /CN=system:kube-controller-manager ca "$client"
+  sign scheduler /CN=system:kube-scheduler ca "$client"
+  sign kubelet "/O=system:nodes/CN=system:node:$node_name" ca "$client"
+  sign kubelet-serving "/CN=$node_name" ca "$(printf '%s\n%s' 'extendedKeyUsage=serverAuth' \
+    "subjectAltName=IP:$node_ip,IP:127.0.0.1,DNS:$node_name")"
+  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" ca "$client"
+  sign kube-proxy /CN=system:kube-proxy ca "$client"
+  sign coredns /CN=kubesu-testbed-coredns ca "$client"
   sign front-proxy-client /CN=front-proxy-client front-proxy-ca "$client"
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
-  touch "$pki/done"
+  touch "$pki/done-$pki_rev"
 }
 
 # Client certificates for kubesu's own identity (user "kubesu", given exactly
@@ -104,7 +142,8 @@ is_ours() { # name
   local f=$dir/run/$1.pid pid st
   [ -f "$f" ] || return 1
   read -r pid st <"$f"
-  [ -n "$pid" ] && [ "$(start_time "$pid")" = "$st" ]
+  # A process that died before launch read its start time has none: not ours.
+  [ -n "$pid" ] && [ -n "$st" ] && [ "$(start_time "$pid")" = "$st" ]
 }
 
 launch() { # name binary args...
@@ -117,9 +156,10 @@ launch() { # name binary args...
   printf '%s %s\n' "$pid" "$(start_time "$pid")" >"$dir/run/$name.pid"
 }
 
-fail_with_log() { # name message
+fail_with_log() { # name message [cause]
   log "$2; last lines of $dir/log/$1.log:"
   tail -n 30 "$dir/log/$1.log" >&2 || true
+  [ -z "${3:-}" ] || log "likely cause: $3"
   stop_all
   exit 1
 }
@@ -142,12 +182,20 @@ stop_one() { # name
   if is_ours "$1"; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 50); do is_ours "$1" || break; sleep 0.1; done
-    is_ours "$1" && kill -KILL "$pid" 2>/dev/null
+    ! is_ours "$1" || kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$f"
 }
 
+# Node components first (the kubelet stops its pods' containers through
+# containerd), the control plane last.
 stop_all() {
+  stop_one coredns
+  stop_one kube-proxy
+  stop_one kubelet
+  # Every pod's containers, containerd, its mounts and the bridge.
+  [ ! -d "$dir/containerd" ] || bash "$here/node.sh" stop-containerd "$dir" || true
+  stop_one kube-scheduler
   stop_one kube-controller-manager
   stop_one kube-apiserver
   stop_one etcd
@@ -155,72 +203,304 @@ stop_all() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# --- commands ---------------------------------------------------------------
+admin_curl() { curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$server$1"; }
+
+# --- the control plane ------------------------------------------------------
+
+start_etcd() { # etcd-binary
+  # A fresh etcd each time: no state leaks from one test run to the next.
+  rm -rf "$dir/etcd"
+  launch etcd "$1" --name kubesu-testbed --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "kubesu-testbed=http://127.0.0.1:$etcd_peer_port" \
+    --listen-metrics-urls '' --logger zap --log-outputs stderr
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+}
 
 start_apiserver() { # bin-dir
-  local bin=$1
-  launch kube-apiserver "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+  local bin=$1 flags=()
+  if [ "$release" = 1.20 ]; then
+    flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --insecure-port 0
+      --endpoint-reconciler-type none)
+  else
+    # Listening on the bridge too, advertised there: the `kubernetes` Service's
+    # endpoint is one that pods can reach. Privileged pods are allowed by the
+    # server, as on any real cluster, so that Pod Security admission is what
+    # refuses them.
+    flags=(--bind-address 0.0.0.0 --advertise-address "$node_ip" --allow-privileged=true
+      --enable-admission-plugins NodeRestriction
+      --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt"
+      --kubelet-client-key "$pki/apiserver-kubelet-client.key"
+      --kubelet-preferred-address-types InternalIP)
+  fi
+  launch kube-apiserver "$bin/kube-apiserver" "${flags[@]}" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --authorization-mode Node,RBAC --anonymous-auth=false \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-signing-key-file "$pki/sa.key" --service-account-key-file "$pki/sa.pub" \
     --api-audiences https://kubernetes.default.svc \
-    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
+    --service-cluster-ip-range "$service_cidr" \
     --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
     --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
     --requestheader-extra-headers-prefix X-Remote-Extra- \
     --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
     --profiling=false --cert-dir "$dir/apiserver-certs"
-  wait_for kube-apiserver 90 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" "$server/readyz"
+  wait_for kube-apiserver 120 admin_curl /readyz
 }
 
-
-up() {
-  [ "$(id -u)" = 0 ] || die "run as root (it installs packages and binds ports)"
-  bash "$here/install-deps.sh"
-  local bin
-  bin=$(bash "$here/build-kubernetes.sh")
-  mkdir -p "$dir/run" "$dir/log"
-  make_pki
-  make_identities
-  if is_ours kube-apiserver && is_ours etcd && is_ours kube-controller-manager; then
-    log "already up at $server"
-    return
-  fi
-  stop_all
-  for p in "$api_port" "$etcd_port" "$etcd_peer_port"; do
-    port_free "$p" || die "port $p on 127.0.0.1 is taken: stop what holds it, or set KUBESU_TESTBED_*_PORT"
-  done
-  make_pki
-  kubeconfig "$dir/admin.kubeconfig" admin
-  kubeconfig "$dir/controller-manager.kubeconfig" controller-manager
-
-  # A fresh etcd each time: no state leaks from one test run to the next.
-  rm -rf "$dir/etcd"
-  launch etcd etcd --name kubesu-testbed --data-dir "$dir/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
-    --initial-cluster "kubesu-testbed=http://127.0.0.1:$etcd_peer_port" \
-    --listen-metrics-urls '' --logger zap --log-outputs stderr
-  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
-
-  start_apiserver "$bin"
-
-  launch kube-controller-manager "$bin/kube-controller-manager" \
+start_controller_manager() { # bin-dir
+  local flags=(--port 0)
+  [ "$release" = 1.20 ] || flags=()
+  launch kube-controller-manager "$1/kube-controller-manager" "${flags[@]}" \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$dir/controller-manager.kubeconfig" \
     --authorization-kubeconfig "$dir/controller-manager.kubeconfig" \
     --use-service-account-credentials --root-ca-file "$pki/ca.crt" \
     --service-account-private-key-file "$pki/sa.key" \
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
-    --controllers '*' --port 0 --secure-port 0 --leader-elect=false --profiling=false
+    --controllers '*' --secure-port 0 --leader-elect=false --profiling=false
   # Ready when it has created the default ServiceAccount in `default`.
-  wait_for kube-controller-manager 60 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-    "$server/api/v1/namespaces/default/serviceaccounts/default"
-  log "up at $server; KUBECONFIG=$dir/admin.kubeconfig"
+  wait_for kube-controller-manager 90 admin_curl /api/v1/namespaces/default/serviceaccounts/default
+}
+
+start_scheduler() { # bin-dir
+  launch kube-scheduler "$1/kube-scheduler" --kubeconfig "$dir/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$dir/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
+    --secure-port 0 --leader-elect=false --profiling=false
+}
+
+# --- the node ---------------------------------------------------------------
+
+# The bridge exists before anything else: the API server is advertised on its
+# address. The CNI bridge plugin finds it and attaches pods to it.
+network_up() {
+  command -v ip >/dev/null || die "no \`ip\` (package iproute2)"
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge || die "cannot create bridge $bridge: does this kernel have bridge support?"
+  fi
+  ip addr show dev "$bridge" | grep -q "inet $node_ip/" || ip addr add "$node_ip/24" dev "$bridge"
+  ip link set "$bridge" up
+  # Pods reach services through kube-proxy's NAT rules: forwarding on, and
+  # traffic between two pods on the same bridge goes through iptables too
+  # (otherwise a reply to a pod that used a Service IP bypasses the NAT).
+  sysctl -qw net.ipv4.ip_forward=1
+  [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] ||
+    die "no /proc/sys/net/bridge/bridge-nf-call-iptables: the kernel lacks br_netfilter, which kube-proxy needs for pod-to-pod Service traffic"
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1
+}
+
+kubelet_config() { # file
+  cat >"$1" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This machine mounts the cgroup v1 hierarchy; from 1.35 the kubelet refuses
+# v1 unless told otherwise. No systemd as PID 1: the cgroupfs driver.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://$containerd_socket
+address: 0.0.0.0
+readOnlyPort: 0
+tlsCertFile: $pki/kubelet-serving.crt
+tlsPrivateKeyFile: $pki/kubelet-serving.key
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $pki/ca.crt}
+authorization: {mode: Webhook}
+clusterDomain: cluster.local
+clusterDNS: [$node_ip]
+# The host's resolv.conf names resolvers pods must not use (there is no
+# network beyond this machine).
+resolvConf: ""
+failSwapOn: false
+# Images cannot be pulled again here: never collect them, and never evict
+# for the disk use of a test machine.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+registerNode: true
+serializeImagePulls: false
+EOF
+}
+
+start_node() { # k8s-bin-dir
+  local bin=$1
+  network_up
+  # containerd with its own state under $dir, the CNI bridge config, and the
+  # pause image imported (node.sh: what it sets and why).
+  bash "$here/node.sh" start-containerd "$dir" ||
+    fail_with_log containerd "step 'start containerd' failed: see the messages above"
+  containerd_socket=$(bash "$here/node.sh" socket "$dir")
+  import_spark_images
+
+  kubeconfig "$dir/kubelet.kubeconfig" kubelet
+  kubelet_config "$dir/kubelet-config.yaml"
+  mkdir -p "$dir/kubelet"
+  launch kubelet "$bin/kubelet" --config "$dir/kubelet-config.yaml" \
+    --kubeconfig "$dir/kubelet.kubeconfig" --hostname-override "$node_name" --node-ip "$node_ip" \
+    --root-dir "$dir/kubelet" --cert-dir "$dir/kubelet/pki"
+  kubeconfig "$dir/kube-proxy.kubeconfig" kube-proxy
+  launch kube-proxy "$bin/kube-proxy" --kubeconfig "$dir/kube-proxy.kubeconfig" \
+    --hostname-override "$node_name" --cluster-cidr "$pod_cidr" --proxy-mode iptables \
+    --conntrack-max-per-core 0 --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
+  start_coredns "$bin"
+  wait_for kubelet 120 node_ready
+  # Pods need the `kubernetes` Service proxied before anything in them can
+  # reach the API server.
+  wait_for kube-proxy 60 iptables -t nat -S KUBE-SERVICES
+  wait_for coredns 60 dns_answers
+}
+
+node_ready() {
+  admin_curl "/api/v1/nodes/$node_name" | grep -q '"type": *"Ready", *"status": *"True"' ||
+    admin_curl "/api/v1/nodes/$node_name" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'
+}
+
+# Each series' image, built once from that pyspark release, imported into
+# the node, and named in $dir/spark-images for `bed.sh env`.
+import_spark_images() {
+  local series built archive image
+  : >"$dir/spark-images"
+  for series in ${KUBESU_TESTBED_SPARK:-3.5}; do
+    built=$(bash "$here/build-spark-image.sh" "$series") ||
+      fail_with_log containerd "step 'build the Spark $series image' failed: see the messages above"
+    { read -r archive && read -r image; } <<<"$built"
+    bash "$here/oci-image.sh" import "$archive" >/dev/null ||
+      fail_with_log containerd "step 'import the Spark $series image' ($archive) failed"
+    printf '%s %s\n' "$series" "$image" >>"$dir/spark-images"
+  done
+}
+
+# Cluster DNS: CoreDNS on the node's bridge address, serving cluster.local
+# from the API server, as a host process (an image for it would add nothing
+# the tests look at). Its identity may only read what the kubernetes plugin
+# watches.
+start_coredns() { # k8s-bin-dir
+  kubeconfig "$dir/coredns.kubeconfig" coredns
+  "$1/kubectl" --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "kubesu-testbed:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [services, endpoints, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "kubesu-testbed:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubesu-testbed:coredns"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: kubesu-testbed-coredns}
+EOF
+  cat >"$dir/Corefile" <<EOF
+.:53 {
+    bind $node_ip
+    errors
+    health 127.0.0.1:18080
+    ready 127.0.0.1:18181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $dir/coredns.kubeconfig testbed
+        pods insecure
+    }
+    cache 5
+}
+EOF
+  launch coredns "$1/coredns" -conf "$dir/Corefile"
+}
+
+dns_answers() {
+  curl -fsS http://127.0.0.1:18181/ready >/dev/null &&
+    getent_dns kubernetes.default.svc.cluster.local | grep -q '^10\.96\.0\.1$'
+}
+
+# A DNS query to CoreDNS without any resolver library configuration: python's
+# standard library only (no dig on a plain machine).
+getent_dns() { # name
+  python3 - "$1" "$node_ip" <<'EOF'
+import socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(q, (server, 53))
+r, _ = s.recvfrom(512)
+ancount = struct.unpack(">H", r[6:8])[0]
+i = len(q)
+for _ in range(ancount):
+    i += 2 if r[i] & 0xC0 == 0xC0 else r.index(b"\0", i) - i + 1
+    typ, _, _, rdlen = struct.unpack(">HHIH", r[i:i + 10])
+    i += 10
+    if typ == 1:
+        print(socket.inet_ntoa(r[i:i + rdlen]))
+    i += rdlen
+EOF
+}
+
+# --- commands ---------------------------------------------------------------
+
+# The tests, the demo and the support engineer's `kubesu run -- kubectl` use
+# the current release's kubectl, installed where a manual install puts it
+# (the example config allows /usr/local/bin/kubectl); with 1.20 too: kubectl
+# talks to servers of older releases.
+install_kubectl() {
+  local current
+  current=$(bash "$here/build-kubernetes.sh" current)
+  cmp -s "$current/kubectl" /usr/local/bin/kubectl && return
+  install -m 0755 -o root -g root "$current/kubectl" /usr/local/bin/.kubectl.new
+  mv -f /usr/local/bin/.kubectl.new /usr/local/bin/kubectl
+}
+
+
+up() {
+  [ "$(id -u)" = 0 ] || die "run as root (it installs packages and binds ports)"
+  bash "$here/install-deps.sh"
+  local bin etcd
+  bin=$(bash "$here/build-kubernetes.sh" "$release")
+  install_kubectl
+  if [ "$release" = 1.20 ]; then
+    etcd=$(command -v etcd) || die "no etcd on PATH (package etcd-server)"
+  else
+    etcd=$bin/etcd
+  fi
+  mkdir -p "$dir/run" "$dir/log"
+  make_pki
+  make_identities
+  local parts=(etcd kube-apiserver kube-controller-manager)
+  [ "$release" = 1.20 ] || parts+=(kube-scheduler containerd kubelet kube-proxy coredns)
+  local all_ours=1 p
+  for p in "${parts[@]}"; do is_ours "$p" || all_ours=; done
+  if [ -n "$all_ours" ] && [ "$(cat "$dir/release" 2>/dev/null)" = "$release" ]; then
+    log "already up at $server (Kubernetes $release)"
+    return
+  fi
+  stop_all
+  for p in "$api_port" "$etcd_port" "$etcd_peer_port"; do
+    port_free "$p" || die "port $p on 127.0.0.1 is taken: stop what holds it, or set KUBESU_TESTBED_*_PORT"
+  done
+  echo "$release" >"$dir/release"
+  rm -f "$dir/spark-images"
+  kubeconfig "$dir/admin.kubeconfig" admin
+  kubeconfig "$dir/controller-manager.kubeconfig" controller-manager
+  kubeconfig "$dir/scheduler.kubeconfig" scheduler
+
+  start_etcd "$etcd"
+  start_apiserver "$bin"
+  start_controller_manager "$bin"
+  if [ "$release" != 1.20 ]; then
+    start_scheduler "$bin"
+    start_node "$bin"
+  fi
+  log "up at $server (Kubernetes $release); KUBECONFIG=$dir/admin.kubeconfig"
 }
 
 case ${1:-} in
@@ -238,11 +518,16 @@ case ${1:-} in
     ;;
   start-apiserver)
     pki=$dir/pki
-    is_ours kube-apiserver || start_apiserver "$(bash "$here/build-kubernetes.sh")"
+    release=$(cat "$dir/release" 2>/dev/null || echo "$release")
+    is_ours kube-apiserver || start_apiserver "$(bash "$here/build-kubernetes.sh" "$release")"
     ;;
   env)
-    printf 'export KUBESU_TESTBED_DIR=%q\nexport KUBESU_TESTBED_KUBECONFIG=%q\nexport KUBESU_TESTBED_SERVER=%q\n' \
-      "$dir" "$dir/admin.kubeconfig" "$server"
+    printf 'export KUBESU_TESTBED_DIR=%q\nexport KUBESU_TESTBED_KUBECONFIG=%q\nexport KUBESU_TESTBED_SERVER=%q\nexport KUBESU_TESTBED_KUBERNETES=%q\n' \
+      "$dir" "$dir/admin.kubeconfig" "$server" "$(cat "$dir/release" 2>/dev/null || echo "$release")"
+    # KUBESU_TESTBED_SPARK_IMAGE_3_5=kubesu.test/spark:3.5.9, ...
+    while read -r series image; do
+      printf 'export KUBESU_TESTBED_SPARK_IMAGE_%s=%q\n' "${series//./_}" "$image"
+    done < <(cat "$dir/spark-images" 2>/dev/null)
     ;;
-  *) die "usage: $0 up|down|env" ;;
+  *) die "usage: $0 up|down|env|stop-apiserver|start-apiserver" ;;
 esac
