@@ -20,7 +20,11 @@
 #   KUBESU_TESTBED_POD_SUBNET  the node's pod subnet (default 10.244.0.0/24)
 #   KUBESU_TESTBED_BRIDGE      the CNI bridge (default kubesu0)
 # A second bed on the same machine needs other values for both: the bridge is
-# a host-wide name, and each bed hands out addresses from its own leases.
+# a host-wide name, and each bed hands out addresses from its own leases. Its
+# kubelet also needs its own cgroupRoot (made first in every cgroup v1
+# hierarchy): two kubelets under the same /kubepods each take the other's pod
+# cgroups for orphans and SIGKILL them every 2 s (seen here: sandboxes exiting
+# 137 in a loop while no log of either kubelet says why).
 #
 # What the kubelet needs (configured here, on the containerd side):
 #   containerRuntimeEndpoint: unix://DIR/containerd/containerd.sock (images too)
@@ -324,6 +328,11 @@ stop_containerd() {
       done
       for id in $(ctr_ -n "$ns" containers ls -q 2>/dev/null); do
         ctr_ -n "$ns" containers rm "$id" >/dev/null 2>&1 || true
+      done
+      # The CRI's pod sandbox records: left, they come back as NotReady
+      # pods the next kubelet has to garbage-collect.
+      for id in $(ctr_ -n "$ns" sandboxes ls 2>/dev/null | awk 'NR > 1 { print $1 }'); do
+        ctr_ -n "$ns" sandboxes rm -f "$id" >/dev/null 2>&1 || true
       done
     done
     # 2. containerd itself.
