@@ -291,6 +291,7 @@ start_containerd() {
 
 import() { # archive...
   [ -n "${bin:-}" ] || bin=$(bin_dir)
+  running_pid >/dev/null || die "no containerd of this bed runs on $sock: start it with node.sh start-containerd $dir"
   local a snap
   snap=$(snapshotter)
   for a in "$@"; do
