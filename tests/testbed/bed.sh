@@ -195,10 +195,20 @@ stop_all() {
   stop_one kubelet
   # Every pod's containers, containerd, its mounts and the bridge.
   [ ! -d "$dir/containerd" ] || bash "$here/node.sh" stop-containerd "$dir" || true
+  unmount_kubelet
   stop_one kube-scheduler
   stop_one kube-controller-manager
   stop_one kube-apiserver
   stop_one etcd
+}
+
+# The kubelet bind-mounts its root dir onto itself and mounts each pod's
+# volumes (projected tokens among them) under it; those stay when it exits.
+# Deepest first.
+unmount_kubelet() {
+  local m
+  awk -v root="$dir/kubelet" '$5 == root || index($5, root "/") == 1 { print $5 }' /proc/self/mountinfo |
+    sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" || true; done
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

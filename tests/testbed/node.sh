@@ -159,6 +159,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
   [plugins."io.containerd.cri.v1.images"]
     # overlayfs or native: whichever mounts on this file system (probed).
     snapshotter = "$snap"
+    # Nothing is ever pulled: every registry (the _default hosts entry
+    # below) is served by a closed port on loopback, so a pod naming an
+    # image the node lacks fails at once, without any traffic leaving this
+    # machine.
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = "$cd_dir/certs.d"
     [plugins."io.containerd.cri.v1.images".pinned_images]
       # Built here from pause.c and imported at start; pinned, so the
       # kubelet's image garbage collection never removes it.
@@ -201,6 +207,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri"]
     stream_server_port = "0"
 EOF
   mv "$cd_dir/config.toml.new" "$cd_dir/config.toml"
+  mkdir -p "$cd_dir/certs.d/_default"
+  printf '%s\n' '# Written by tests/testbed/node.sh: no registry is reachable from the bed.' \
+    'server = "http://127.0.0.1:1"' >"$cd_dir/certs.d/_default/hosts.toml"
 
   # The pod network: one bridge with the node's pod subnet, the bridge's
   # address as the pods' gateway, host-local leases under DIR. No

@@ -30,7 +30,9 @@ def main():
     partitions = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     if partitions < 1:
         sys.exit("pi.py: PARTITIONS must be at least 1")
-    spark = SparkSession.builder.appName("kubesu-pi").getOrCreate()
+    # No appName: the submission's --name stays the application's name, which
+    # Spark puts on the executor pods as spark-app-name.
+    spark = SparkSession.builder.getOrCreate()
     # One task per partition, each with its own random seed.
     work = [(random.getrandbits(64), POINTS_PER_PARTITION) for _ in range(partitions)]
     inside = spark.sparkContext.parallelize(work, partitions).map(hits).sum()
