@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The test command: unit and integration tests against a real control plane,
-# real sudo and real users. Run as root on a machine you can scribble on: it
-# installs packages, creates test users, installs /usr/sbin/kubesu,
-# /etc/kubesu and /etc/sudoers.d/kubesu, and stops the servers it started
-# when it ends, whatever the outcome.
+# The test command: unit and integration tests against real Kubernetes
+# clusters, real sudo and real users. Run as root on a machine you can
+# scribble on: it installs packages, creates test users, installs
+# /usr/sbin/kubesu, /etc/kubesu, /etc/sudoers.d/kubesu and
+# /usr/local/bin/kubectl, and stops the servers it started when it ends,
+# whatever the outcome.
 #
 #   bash tests/run.sh [cargo test arguments...]
+#
+# Two beds, one after the other (tests/testbed/bed.sh):
+#   current  the newest Kubernetes release, with a node: the whole suite,
+#            Spark jobs run to completion with pyspark 3.5 and 4.3;
+#   1.20     the oldest release tested (Debian's, no node): `run`, `gc` and
+#            the Spark tests that need no node.
+# KUBESU_TEST_RELEASES="current" (or "1.20") runs one of them only; the
+# cargo test arguments apply to the current release's run.
 #
 # The end-to-end tests run against the Debian package: it is built
 # (packaging/build-deb.sh), installed with dpkg -i, and the tests leave its
@@ -18,7 +27,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tests/testbed/install-deps.sh
 bash tests/testbed/users.sh
-bash tests/testbed/install-pyspark.sh
+bash tests/testbed/install-pyspark.sh 3.5
+bash tests/testbed/install-pyspark.sh 4.3
 if [ "${KUBESU_TEST_PACKAGE:-1}" != 0 ]; then
   deb=$(bash packaging/build-deb.sh)
   # Keep an existing /etc/kubesu/config.toml without asking; the tests
@@ -28,7 +38,17 @@ if [ "${KUBESU_TEST_PACKAGE:-1}" != 0 ]; then
 fi
 trap 'bash tests/testbed/bed.sh down; bash tests/testbed/syslog.sh stop' EXIT
 bash tests/testbed/syslog.sh start
-bash tests/testbed/bed.sh up
-eval "$(bash tests/testbed/bed.sh env)"
 
-cargo test --locked "$@"
+for release in ${KUBESU_TEST_RELEASES:-current 1.20}; do
+  echo "tests/run.sh: Kubernetes $release" >&2
+  bash tests/testbed/bed.sh down
+  export KUBESU_TESTBED_KUBERNETES=$release KUBESU_TESTBED_SPARK="3.5 4.3"
+  bash tests/testbed/bed.sh up
+  eval "$(bash tests/testbed/bed.sh env)"
+  case $release in
+    current) cargo test --locked "$@" ;;
+    # No node there: the tests that need one are left out by name.
+    1.20) cargo test --locked --test run --test gc --test spark -- --skip on_a_node:: ;;
+    *) echo "tests/run.sh: unknown release '$release' in KUBESU_TEST_RELEASES" >&2; exit 1 ;;
+  esac
+done

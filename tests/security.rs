@@ -1174,3 +1174,40 @@ async fn namespaces_kubesu_does_not_own_are_never_used() {
     }
     assert_nothing_left(FRANK).await;
 }
+
+/// What holds only where the cluster enforces it: Pod Security admission
+/// (on from 1.23, GA in 1.25). Not run on the Kubernetes 1.20 bed.
+mod on_a_current_cluster {
+    use super::*;
+
+    /// The example config labels the namespaces kubesu creates
+    /// `pod-security.kubernetes.io/enforce: baseline`. Server-side dry runs
+    /// go through admission and leave nothing behind.
+    #[test]
+    fn a_privileged_pod_created_with_the_runs_token_is_refused_by_pod_security() {
+        let script = r#"
+            pod() {
+                printf '%s\n' 'apiVersion: v1' 'kind: Pod' "metadata: {name: $1}" 'spec:' \
+                    '  containers:' '  - name: c' '    image: kubesu.test/absent:0' \
+                    "    securityContext: {privileged: $2}"
+            }
+            pod psa-privileged true | kubectl create --dry-run=server -f - 2>&1
+            echo ===
+            pod psa-plain false | kubectl create --dry-run=server -f - 2>&1
+            true
+        "#;
+        let out = sudo_run("alice", &[SH, "-c", script]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let (privileged, plain) = text.split_once("===\n").expect("two answers");
+        assert!(
+            privileged.contains("forbidden")
+                && privileged.contains("violates PodSecurity \"baseline"),
+            "the API server refuses a privileged pod in the run's namespace: {privileged}"
+        );
+        assert!(
+            plain.contains("created (server dry run)"),
+            "a pod within baseline is admitted with the same token: {plain}"
+        );
+    }
+}

@@ -1,8 +1,14 @@
-//! A real spark-submit (pyspark 3.5 from PyPI, installed by
+//! A real spark-submit (pyspark from PyPI, installed by
 //! tests/testbed/install-pyspark.sh) through `sudo -n kubesu run`, against
-//! the test bed. The bed has no nodes, so pods stay Pending: what is tested
-//! is the API calls Spark makes with the run's credentials, and where the
-//! objects it creates end up.
+//! the test bed.
+//!
+//! Most tests give Spark an image the node does not have and may not pull,
+//! so pods never start: what they test is the API calls Spark makes with the
+//! run's credentials, where the objects it creates end up, and what is left
+//! when the run is ended. They pass on a bed without nodes (Kubernetes 1.20).
+//! The tests in `on_a_node` run SparkPi to completion on the bed's node, with
+//! the Spark images built from the same pyspark releases
+//! (tests/testbed/build-spark-image.sh).
 //!
 //! Every child process is bounded in time: a submission that hangs is ended
 //! (SIGTERM, then SIGKILL) and the test fails with its output.
@@ -25,7 +31,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const SPARK_SUBMIT: &str = "/var/cache/kubesu-testbed/pyspark-3.5/bin/spark-submit";
-const IMAGE: &str = "spark.kubernetes.container.image=apache/spark:3.5.0";
+/// An image the node does not have: pods are created and never start.
+const IMAGE: &str = "spark.kubernetes.container.image=kubesu.test/absent:0";
+/// Nothing is ever pulled here (and the bed has no registry to pull from).
+const NO_PULL: &str = "spark.kubernetes.container.image.pullPolicy=Never";
 const SPARK_PI: &str = "org.apache.spark.examples.SparkPi";
 const EXAMPLES_JAR: &str = "local:///opt/spark/examples/jars/spark-examples_2.12-3.5.0.jar";
 const RUN_LABEL: &str = "kubesu.io/run";
@@ -289,6 +298,8 @@ fn cluster_submission(user: &str, app: &str, wait_completion: bool) -> Running {
             &wait,
             "--conf",
             IMAGE,
+            "--conf",
+            NO_PULL,
             "--class",
             SPARK_PI,
             EXAMPLES_JAR,
@@ -503,7 +514,7 @@ async fn two_users_submitting_at_once_each_see_only_their_own_namespace() {
                 "--user",
                 user,
                 "--",
-                "/usr/bin/kubectl",
+                "/usr/local/bin/kubectl",
                 "get",
                 "pods",
                 "-o",
@@ -530,7 +541,7 @@ async fn two_users_submitting_at_once_each_see_only_their_own_namespace() {
                 "--user",
                 user,
                 "--",
-                "/usr/bin/kubectl",
+                "/usr/local/bin/kubectl",
                 "get",
                 "pods",
                 "-n",
@@ -653,6 +664,8 @@ async fn client_mode_run(admin: &Client, app: &str, script: &Path) -> (Pod, serd
             "spark.scheduler.maxRegisteredResourcesWaitingTime=5s",
             "--conf",
             IMAGE,
+            "--conf",
+            NO_PULL,
             script,
         ],
     );
@@ -867,4 +880,451 @@ async fn client_mode_leftovers_are_removed_when_the_run_is_terminated() {
         &record_str(&record, "service_account"),
     )
     .await;
+}
+
+// --- jobs that run to completion on the node --------------------------------
+
+/// SparkPi to completion on the bed's node, in both deploy modes, with each
+/// pyspark release the bed has an image of. Needs a node: not run on the
+/// Kubernetes 1.20 bed (tests/run.sh skips this module there, by name).
+mod on_a_node {
+    use super::*;
+    use futures::{AsyncBufReadExt, StreamExt};
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use kube::api::LogParams;
+
+    /// A job on the node: JVM starts in pods on two cores, with the image's
+    /// Python for the PySpark workers.
+    const JOB_LIMIT: Duration = Duration::from_secs(420);
+    /// SparkPi as a PySpark script in the bed's Spark image.
+    const PI_IN_IMAGE: &str = "local:///opt/kubesu/pi.py";
+    /// Small pods, so that a driver and two executors fit on two cores.
+    const SMALL: [&str; 10] = [
+        "--conf",
+        "spark.executor.instances=2",
+        "--conf",
+        "spark.kubernetes.driver.request.cores=0.3",
+        "--conf",
+        "spark.kubernetes.executor.request.cores=0.3",
+        "--conf",
+        "spark.driver.memory=512m",
+        "--conf",
+        "spark.executor.memory=512m",
+    ];
+
+    /// A pyspark release the bed has a spark-submit and an image of.
+    struct Release {
+        series: &'static str,
+    }
+
+    const SPARK_3: Release = Release { series: "3.5" };
+    const SPARK_4: Release = Release { series: "4.3" };
+
+    impl Release {
+        fn spark_submit(&self) -> String {
+            format!(
+                "/var/cache/kubesu-testbed/pyspark-{}/bin/spark-submit",
+                self.series
+            )
+        }
+
+        /// The image the bed built from this release and imported into the
+        /// node's containerd (`bed.sh env` names it).
+        fn image(&self) -> String {
+            let variable = format!(
+                "KUBESU_TESTBED_SPARK_IMAGE_{}",
+                self.series.replace('.', "_")
+            );
+            let image = std::env::var(&variable).unwrap_or_else(|_| {
+                panic!(
+                    "{variable} is not set: start the bed with KUBESU_TESTBED_SPARK=\"3.5 4.3\" \
+                     and eval \"$(bash tests/testbed/bed.sh env)\" (tests/run.sh does)"
+                )
+            });
+            let submit = self.spark_submit();
+            assert!(
+                std::fs::metadata(&submit).is_ok(),
+                "pyspark {} is not installed ({submit} is missing): \
+                 bash tests/testbed/install-pyspark.sh {}",
+                self.series,
+                self.series
+            );
+            image
+        }
+
+        /// Spark 4.2+ applies a NetworkPolicy for each driver, which a run
+        /// may not create; without it, the submission fails.
+        fn without_network_policy(&self) -> &'static [&'static str] {
+            if self.series.starts_with('3') {
+                &[]
+            } else {
+                &[
+                    "--conf",
+                    "spark.kubernetes.driver.pod.excludedFeatureSteps=\
+                     org.apache.spark.deploy.k8s.features.NetworkPolicyFeatureStep",
+                ]
+            }
+        }
+    }
+
+    /// What the test saw of a job while its run lived.
+    #[derive(Default)]
+    struct Seen {
+        /// The run's minted token, read from its run directory.
+        token: Option<String>,
+        /// (pod name, ServiceAccount) of every executor seen Running.
+        running_executors: BTreeSet<(String, String)>,
+        /// The ServiceAccount token the kubelet projected into one of the
+        /// job's pods, read on the node.
+        pod_token: Option<String>,
+        driver_log: Option<tokio::task::JoinHandle<String>>,
+    }
+
+    /// Follows the log of `pod` from the start of its container to its end,
+    /// in the background: a cluster-mode driver's output is only there, and
+    /// revocation deletes the pod once spark-submit returns.
+    fn follow_log(client: &Client, namespace: &str, pod: &str) -> tokio::task::JoinHandle<String> {
+        let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let pod = pod.to_string();
+        tokio::spawn(async move {
+            let params = LogParams {
+                follow: true,
+                ..Default::default()
+            };
+            let started = Instant::now();
+            loop {
+                match api.log_stream(&pod, &params).await {
+                    Ok(stream) => {
+                        let mut text = String::new();
+                        let mut lines = stream.lines();
+                        while let Some(Ok(line)) = lines.next().await {
+                            text.push_str(&line);
+                            text.push('\n');
+                        }
+                        return text;
+                    }
+                    // Not started yet: the log exists once the container does.
+                    Err(_) if started.elapsed() < JOB_LIMIT => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Err(e) => return format!("(no log of {pod}: {e})"),
+                }
+            }
+        })
+    }
+
+    /// Watches `app`'s pods in alice's namespace until the run ends (at most
+    /// JOB_LIMIT), then returns the run's output and what was seen.
+    async fn watch_job(
+        admin: &Client,
+        app: &str,
+        mut run: Running,
+        cluster: bool,
+    ) -> (Output, Seen) {
+        let mut seen = Seen::default();
+        let started = Instant::now();
+        while !run.exited() {
+            for pod in pods(
+                admin,
+                Some("kubesu-alice"),
+                &format!("spark-app-name={app}"),
+            )
+            .await
+            {
+                if seen.token.is_none()
+                    && let Some(run_id) = label(&pod, RUN_LABEL)
+                {
+                    seen.token =
+                        std::fs::read_to_string(format!("/run/kubesu/{run_id}/token")).ok();
+                }
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                if seen.pod_token.is_none() && phase == Some("Running") {
+                    seen.pod_token = projected_token(&pod);
+                }
+                match label(&pod, "spark-role") {
+                    Some("driver") if cluster && seen.driver_log.is_none() => {
+                        seen.driver_log = Some(follow_log(admin, "kubesu-alice", name_of(&pod)));
+                    }
+                    Some("executor") if phase == Some("Running") => {
+                        seen.running_executors.insert((
+                            name_of(&pod).to_string(),
+                            service_account_of(&pod).unwrap_or("").to_string(),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if started.elapsed() > JOB_LIMIT {
+                // finish() ends the run and fails the test.
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        (run.finish(END_LIMIT).await, seen)
+    }
+
+    /// The token the kubelet mounted into `pod`: a projected volume under
+    /// the kubelet's root dir on this node (tests/testbed/bed.sh).
+    fn projected_token(pod: &Pod) -> Option<String> {
+        let uid = pod.metadata.uid.as_deref()?;
+        let volumes = format!(
+            "{}/kubelet/pods/{uid}/volumes/kubernetes.io~projected",
+            bed_dir()
+        );
+        std::fs::read_dir(volumes)
+            .ok()?
+            .flatten()
+            .find_map(|volume| std::fs::read_to_string(volume.path().join("token")).ok())
+    }
+
+    /// The claims of a JWT, unverified: what the API server put in the token.
+    fn claims(token: &str) -> serde_json::Value {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).expect("a JWT has three parts");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .expect("base64url claims");
+        serde_json::from_slice(&json).expect("JSON claims")
+    }
+
+    fn submission(release: &Release, app: &str, mode: &str, tail: &[&str]) -> Running {
+        let submit = release.spark_submit();
+        let image = format!("spark.kubernetes.container.image={}", release.image());
+        let mut args = vec![
+            "run",
+            "--user",
+            "alice",
+            "--json",
+            "--",
+            &submit,
+            "--deploy-mode",
+            mode,
+            "--name",
+            app,
+            "--conf",
+            &image,
+            "--conf",
+            NO_PULL,
+        ];
+        args.extend_from_slice(&SMALL);
+        args.extend_from_slice(tail);
+        start(
+            &format!(
+                "{mode}-mode SparkPi with pyspark {} ({app})",
+                release.series
+            ),
+            &args,
+        )
+    }
+
+    /// After the run: nothing of it is left in the namespace, its
+    /// RoleBinding is gone, and its token answers 401.
+    async fn assert_revoked(admin: &Client, record: &serde_json::Value, seen: &Seen) {
+        let run = record_str(record, "run");
+        // kubesu forces the application id; the executors' ConfigMap carries
+        // only that.
+        let app_id = format!("spark-kubesu-{run}");
+        let app_id = Some(app_id.as_str());
+        assert_nothing_left(admin, &run, app_id, &record_str(record, "service_account")).await;
+        let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), "kubesu-alice");
+        let left = bindings
+            .list(&ListParams::default().labels(&format!("{RUN_LABEL}={run}")))
+            .await
+            .expect("list rolebindings");
+        assert!(
+            left.items.is_empty(),
+            "run {run} left RoleBindings {:?}",
+            left.items
+                .iter()
+                .map(|b| b.metadata.name.clone())
+                .collect::<Vec<_>>()
+        );
+        let token = seen.token.as_deref().unwrap_or_else(|| {
+            panic!("the test never read run {run}'s token from /run/kubesu/{run}/token")
+        });
+        let client = token_client(token.trim()).await;
+        eventually(
+            Duration::from_secs(30),
+            "the run's token answers 401",
+            || {
+                let client = client.clone();
+                async move { list_pods_status(&client, "kubesu-alice").await == 401 }
+            },
+        )
+        .await;
+    }
+
+    /// The token a pod of the run mounted is a projected one, bound to that
+    /// pod and to the run's ServiceAccount (no legacy Secret token), and it
+    /// dies with them.
+    async fn assert_pod_token_revoked(record: &serde_json::Value, seen: &Seen) {
+        let run = record_str(record, "run");
+        let pod_token = seen
+            .pod_token
+            .as_deref()
+            .unwrap_or_else(|| panic!("no projected token was read from a pod of run {run}"));
+        let bound = &claims(pod_token)["kubernetes.io"];
+        assert!(
+            bound["pod"]["name"].is_string()
+                && bound["serviceaccount"]["name"] == record["service_account"],
+            "a pod-bound token of the run's ServiceAccount: {bound}"
+        );
+        let client = token_client(pod_token.trim()).await;
+        eventually(
+            Duration::from_secs(30),
+            "the pod's token answers 401",
+            || {
+                let client = client.clone();
+                async move { list_pods_status(&client, "kubesu-alice").await == 401 }
+            },
+        )
+        .await;
+    }
+
+    fn assert_executors_ran_as_the_run(seen: &Seen, record: &serde_json::Value) {
+        assert!(
+            !seen.running_executors.is_empty(),
+            "no executor pod was seen Running: {record}"
+        );
+        let account = record_str(record, "service_account");
+        for (pod, sa) in &seen.running_executors {
+            assert_eq!(
+                sa, &account,
+                "executor {pod} runs as the run's ServiceAccount"
+            );
+        }
+    }
+
+    async fn sparkpi_in_cluster_mode_completes(release: Release) {
+        require_pyspark();
+        let admin = admin_client().await;
+        let app = app_name(&format!("pi-cluster-{}", release.series.replace('.', "")));
+        let _cleanup = app_cleanup("kubesu-alice", &app);
+        let mut tail = release.without_network_policy().to_vec();
+        tail.extend_from_slice(&[PI_IN_IMAGE, "8"]);
+        let run = submission(&release, &app, "cluster", &tail);
+        let (output, mut seen) = watch_job(&admin, &app, run, true).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            describe("SparkPi in cluster mode", &output)
+        );
+        let log = match seen.driver_log.take() {
+            Some(log) => log.await.expect("driver log reader"),
+            None => panic!("no driver pod was seen: {}", describe("SparkPi", &output)),
+        };
+        assert!(
+            log.contains("Pi is roughly 3.1"),
+            "the driver printed SparkPi's result; its log:\n{log}"
+        );
+        let record = run_record(&output);
+        assert_executors_ran_as_the_run(&seen, &record);
+        assert_revoked(&admin, &record, &seen).await;
+        assert_pod_token_revoked(&record, &seen).await;
+    }
+
+    async fn sparkpi_in_client_mode_completes(release: Release) {
+        require_pyspark();
+        let admin = admin_client().await;
+        let app = app_name(&format!("pi-client-{}", release.series.replace('.', "")));
+        let _cleanup = app_cleanup("kubesu-alice", &app);
+        let (_dir, script) = sparkpi_script();
+        let script = script.to_str().expect("utf-8 path").to_string();
+        // The driver runs here, as alice; executors in pods call back to it
+        // on the node's bridge address.
+        let tail = [
+            "--conf",
+            "spark.driver.host=10.244.0.1",
+            "--conf",
+            "spark.driver.bindAddress=10.244.0.1",
+            &script,
+        ];
+        let run = submission(&release, &app, "client", &tail);
+        let (output, seen) = watch_job(&admin, &app, run, false).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            describe("SparkPi in client mode", &output)
+        );
+        assert!(
+            stdout(&output).contains("Pi is roughly 3.1"),
+            "{}",
+            describe("the local driver prints SparkPi's result", &output)
+        );
+        let record = run_record(&output);
+        assert_executors_ran_as_the_run(&seen, &record);
+        assert_revoked(&admin, &record, &seen).await;
+        assert_pod_token_revoked(&record, &seen).await;
+    }
+
+    /// The image's SparkPi script, for a driver that runs here: a copy alice
+    /// can read.
+    fn sparkpi_script() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("kubesu-sparkpi-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let script = dir.path().join("pi.py");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/testbed/spark-image/pi.py"
+            ),
+            &script,
+        )
+        .expect("copy pi.py");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        (dir, script)
+    }
+
+    #[tokio::test]
+    async fn sparkpi_with_spark_3_completes_in_cluster_mode_and_leaves_nothing() {
+        sparkpi_in_cluster_mode_completes(SPARK_3).await;
+    }
+
+    #[tokio::test]
+    async fn sparkpi_with_spark_4_completes_in_cluster_mode_and_leaves_nothing() {
+        sparkpi_in_cluster_mode_completes(SPARK_4).await;
+    }
+
+    #[tokio::test]
+    async fn sparkpi_with_spark_3_completes_in_client_mode_and_leaves_nothing() {
+        sparkpi_in_client_mode_completes(SPARK_3).await;
+    }
+
+    #[tokio::test]
+    async fn sparkpi_with_spark_4_completes_in_client_mode_and_leaves_nothing() {
+        sparkpi_in_client_mode_completes(SPARK_4).await;
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_fails_with_spark_4_ends_the_run_with_sparks_status_and_leaves_nothing() {
+        require_pyspark();
+        let admin = admin_client().await;
+        let app = app_name("pi-fails");
+        let _cleanup = app_cleanup("kubesu-alice", &app);
+        let tail = [
+            "--class",
+            "org.example.NoSuchMain",
+            "local:///opt/spark/jars/kubesu-absent.jar",
+        ];
+        let run = submission(&SPARK_4, &app, "cluster", &tail);
+        let (output, seen) = watch_job(&admin, &app, run, true).await;
+        let code = output.status.code();
+        assert!(
+            code.is_some_and(|c| c != 0 && c < 64),
+            "{}",
+            describe(
+                "a failed driver: spark-submit's non-zero status, not kubesu's",
+                &output
+            )
+        );
+        let record = run_record(&output);
+        assert_eq!(record["revoked"], true, "{record}");
+        assert_revoked(&admin, &record, &seen).await;
+    }
 }

@@ -32,7 +32,7 @@ die() { log "$*"; exit 1; }
 # --- the current release, from Go modules ----------------------------------
 
 module_version() { # go.mod module
-  awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$1"
+  awk -v m="$2" '$1 == "require" { $1 = ""; $0 = $0 } $1 == m && $2 ~ /^v/ { print $2; exit }' "$1"
 }
 
 # The go.mod files ask for Go 1.26; a go >= 1.21 fetches that toolchain
@@ -67,7 +67,7 @@ build_current() {
   require_go
   log "building Kubernetes $version, etcd $etcd_version and CoreDNS $coredns_version from Go modules (cold: about 25 minutes on 2 cores)"
   mkdir -p "$cache"
-  local work
+  # Global: the EXIT trap reads it after this function has returned.
   work=$(mktemp -d "$cache/build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   local buildlog=$cache/build-$version.log
