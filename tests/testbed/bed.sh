@@ -24,6 +24,7 @@
 #   KUBESU_TESTBED_DIR         state directory (default /var/tmp/kubesu-testbed)
 #   KUBESU_TESTBED_API_PORT    kube-apiserver port (default 16443)
 #   KUBESU_TESTBED_ETCD_PORT   etcd client port (default 12379; peer port +1)
+#   KUBESU_TESTBED_NODE        0: no node (a control plane alone; always so on 1.20)
 #   KUBESU_TESTBED_SPARK       pyspark series whose images `up` imports
 #                              (default "3.5"; e.g. "3.5 4.3")
 set -euo pipefail
@@ -43,6 +44,12 @@ node_ip=10.244.0.1
 pod_cidr=10.244.0.0/24
 service_cidr=10.96.0.0/16
 bridge=kubesu0
+
+# Whether the bed has a node: never on 1.20; KUBESU_TESTBED_NODE=0 gives a
+# control plane alone on the current release (a second bed beside the first,
+# for tests of admission, which need no node).
+node=${KUBESU_TESTBED_NODE:-1}
+[ "$release" != 1.20 ] || node=0
 
 case "$release" in
   current | 1.20) ;;
@@ -230,9 +237,9 @@ start_etcd() { # etcd-binary
 
 start_apiserver() { # bin-dir
   local bin=$1 flags=()
-  if [ "$release" = 1.20 ]; then
-    flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --insecure-port 0
-      --endpoint-reconciler-type none)
+  if [ "$node" = 0 ]; then
+    flags=(--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --endpoint-reconciler-type none)
+    [ "$release" != 1.20 ] || flags+=(--insecure-port 0)
   else
     # Listening on the bridge too, advertised there: the `kubernetes` Service's
     # endpoint is one that pods can reach. Privileged pods are allowed by the
@@ -486,10 +493,10 @@ up() {
   make_pki
   make_identities
   local parts=(etcd kube-apiserver kube-controller-manager)
-  [ "$release" = 1.20 ] || parts+=(kube-scheduler containerd kubelet kube-proxy coredns)
+  [ "$node" = 0 ] || parts+=(kube-scheduler containerd kubelet kube-proxy coredns)
   local all_ours=1 p
   for p in "${parts[@]}"; do is_ours "$p" || all_ours=; done
-  if [ -n "$all_ours" ] && [ "$(cat "$dir/release" 2>/dev/null)" = "$release" ]; then
+  if [ -n "$all_ours" ] && [ "$(cat "$dir/release" 2>/dev/null)" = "$release node=$node" ]; then
     log "already up at $server (Kubernetes $release)"
     return
   fi
@@ -497,7 +504,7 @@ up() {
   for p in "$api_port" "$etcd_port" "$etcd_peer_port"; do
     port_free "$p" || die "port $p on 127.0.0.1 is taken: stop what holds it, or set KUBESU_TESTBED_*_PORT"
   done
-  echo "$release" >"$dir/release"
+  echo "$release node=$node" >"$dir/release"
   rm -f "$dir/spark-images"
   kubeconfig "$dir/admin.kubeconfig" admin
   kubeconfig "$dir/controller-manager.kubeconfig" controller-manager
@@ -506,7 +513,7 @@ up() {
   start_etcd "$etcd"
   start_apiserver "$bin"
   start_controller_manager "$bin"
-  if [ "$release" != 1.20 ]; then
+  if [ "$node" = 1 ]; then
     start_scheduler "$bin"
     start_node "$bin"
   fi
@@ -528,12 +535,13 @@ case ${1:-} in
     ;;
   start-apiserver)
     pki=$dir/pki
-    release=$(cat "$dir/release" 2>/dev/null || echo "$release")
+    read -r release node_word <"$dir/release" || true
+    [ "${node_word:-node=1}" = node=1 ] || node=0
     is_ours kube-apiserver || start_apiserver "$(bash "$here/build-kubernetes.sh" "$release")"
     ;;
   env)
     printf 'export KUBESU_TESTBED_DIR=%q\nexport KUBESU_TESTBED_KUBECONFIG=%q\nexport KUBESU_TESTBED_SERVER=%q\nexport KUBESU_TESTBED_KUBERNETES=%q\n' \
-      "$dir" "$dir/admin.kubeconfig" "$server" "$(cat "$dir/release" 2>/dev/null || echo "$release")"
+      "$dir" "$dir/admin.kubeconfig" "$server" "$(awk '{ print $1 }' "$dir/release" 2>/dev/null || echo "$release")"
     # KUBESU_TESTBED_SPARK_IMAGE_3_5=kubesu.test/spark:3.5.9, ...
     while read -r series image; do
       printf 'export KUBESU_TESTBED_SPARK_IMAGE_%s=%q\n' "${series//./_}" "$image"
