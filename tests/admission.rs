@@ -937,9 +937,22 @@ async fn kubesus_identity_may_create_label_and_delete_only_its_own_namespaces() 
             .await
             .expect("delete a test namespace");
     }
-    // A whole run: namespace, account, binding, token, cleanup, revocation.
+    // A whole run: namespace, account, binding, token, cleanup, revocation;
+    // the namespace controller still finalizes the namespace (the ownership
+    // policy also sees namespaces/finalize and namespaces/status).
     let run = start_run(&bed).await;
+    let name = run.namespace.clone();
     end_run(&bed, run).await;
+    eventually(
+        Duration::from_secs(90),
+        "the per-run namespace is finalized and gone",
+        || {
+            let admin = admin.clone();
+            let name = name.clone();
+            async move { matches!(admin.get_opt(&name).await, Ok(None)) }
+        },
+    )
+    .await;
 }
 
 // --- 3. kubesu's own identity --------------------------------------------------
