@@ -56,6 +56,7 @@ const IDENTITY_POLICY: &str = "kubesu-identity-confinement";
 const ENFORCEMENT: Duration = Duration::from_secs(30);
 const FIELD_MANAGER: &str = "kubesu-admission-test";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
 // --- the substitution contract of deploy/admission-policy.yaml -------------
 
@@ -346,12 +347,14 @@ async fn start_run(bed: &Bed) -> Run {
         ("kubesu.io/run", run.as_str()),
     ];
     let namespaces: Api<Namespace> = Api::all(bed.kubesu.clone());
+    let mut namespace_labels = labels.to_vec();
+    namespace_labels.push((ENFORCE, "baseline"));
     assert_allowed(
         "kubesu creates a namespace with its labels",
         namespaces
             .create(
                 &PostParams::default(),
-                &self::namespace(&namespace, &labels),
+                &self::namespace(&namespace, &namespace_labels),
             )
             .await,
     );
@@ -891,8 +894,22 @@ async fn kubesus_identity_may_create_label_and_delete_only_its_own_namespaces() 
             .create(&dry_run(), &namespace(&unique("kubesu-adm-bare"), &[]))
             .await,
         IDENTITY_POLICY,
-        "create a namespace only with the label",
+        "create a namespace only with the labels",
     );
+    // Without Pod Security, a token kubesu mints there could run a
+    // privileged pod.
+    for enforce in [None, Some("privileged")] {
+        let mut labels = vec![(MANAGED_BY, "kubesu"), ("kubesu.io/user", "alice")];
+        labels.extend(enforce.map(|e| (ENFORCE, e)));
+        assert_refused(
+            &format!("kubesu creating its namespace with Pod Security {enforce:?}"),
+            namespaces
+                .create(&dry_run(), &namespace(&unique("kubesu-adm-lax"), &labels))
+                .await,
+            IDENTITY_POLICY,
+            "pod-security.kubernetes.io/enforce",
+        );
+    }
     // A per-user namespace (no kubesu.io/run) is never deleted by kubesu.
     let per_user = unique("kubesu-adm-user");
     assert_allowed(
@@ -902,7 +919,11 @@ async fn kubesus_identity_may_create_label_and_delete_only_its_own_namespaces() 
                 &PostParams::default(),
                 &namespace(
                     &per_user,
-                    &[(MANAGED_BY, "kubesu"), ("kubesu.io/user", "alice")],
+                    &[
+                        (MANAGED_BY, "kubesu"),
+                        ("kubesu.io/user", "alice"),
+                        (ENFORCE, "restricted"),
+                    ],
                 ),
             )
             .await,
@@ -1044,6 +1065,52 @@ async fn kubesus_identity_cannot_mint_a_token_or_make_an_account_outside_its_nam
         IDENTITY_POLICY,
         "ServiceAccounts named kubesu-*",
     );
+    // An administrator adopts a namespace (kubesu's label, no Pod Security)
+    // with a kubesu-* account in it: no token until Pod Security is enforced.
+    let adopted = unique("kubesu-adm-adopted");
+    let admin: Api<Namespace> = Api::all(bed.admin.clone());
+    admin
+        .create(
+            &PostParams::default(),
+            &namespace(&adopted, &[(MANAGED_BY, "kubesu")]),
+        )
+        .await
+        .expect("an adopted namespace");
+    Api::<ServiceAccount>::namespaced(bed.admin.clone(), &adopted)
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta("kubesu-adopted", &[(MANAGED_BY, "kubesu")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("an account in the adopted namespace");
+    let in_adopted: Api<ServiceAccount> = Api::namespaced(bed.kubesu.clone(), &adopted);
+    assert_refused(
+        "a token in an adopted namespace without Pod Security",
+        in_adopted
+            .create_token_request("kubesu-adopted", &PostParams::default(), &request)
+            .await,
+        IDENTITY_POLICY,
+        "pod-security.kubernetes.io/enforce",
+    );
+    let enforce = json!({"metadata": {"labels": {ENFORCE: "baseline"}}});
+    admin
+        .patch(&adopted, &PatchParams::default(), &Patch::Merge(&enforce))
+        .await
+        .expect("an administrator enforces Pod Security");
+    assert_allowed(
+        "a token in the adopted namespace with Pod Security",
+        in_adopted
+            .create_token_request("kubesu-adopted", &PostParams::default(), &request)
+            .await,
+    );
+    admin
+        .delete(&adopted, &DeleteParams::default())
+        .await
+        .expect("delete the adopted namespace");
+
     let extend =
         json!({"metadata": {"annotations": {"kubesu.io/expires": "2099-01-01T00:00:00Z"}}});
     assert_allowed(
