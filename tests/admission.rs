@@ -690,6 +690,69 @@ async fn a_runs_token_cannot_claim_a_volume_it_did_not_provision() {
 }
 
 #[tokio::test]
+async fn a_runs_token_may_still_update_a_claim_the_cluster_bound_for_it() {
+    let bed = bed().await;
+    let run = start_run(&bed).await;
+    // A volume of a class the run may use: the PersistentVolume controller
+    // binds the claim and sets volumeName, which the policy must accept on
+    // later updates. (It also shows what the policy leaves to the
+    // administrator: static binding by class and size.)
+    let class = unique("kubesu-adm-static");
+    let volumes: Api<PersistentVolume> = Api::all(bed.admin.clone());
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": class},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "hostPath": {"path": "/var/tmp/kubesu-adm-static"},
+        },
+    }))
+    .expect("volume");
+    volumes
+        .create(&PostParams::default(), &volume)
+        .await
+        .expect("create a PersistentVolume");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(run.user.clone(), &run.namespace);
+    assert_allowed(
+        "a claim of that class",
+        claims
+            .create(
+                &PostParams::default(),
+                &claim("data", json!({"storageClassName": class})),
+            )
+            .await,
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the PersistentVolume controller binds the claim",
+        || {
+            let claims = claims.clone();
+            async move {
+                claims.get("data").await.is_ok_and(|c| {
+                    c.spec
+                        .and_then(|s| s.volume_name)
+                        .is_some_and(|v| !v.is_empty())
+                })
+            }
+        },
+    )
+    .await;
+    let relabel = json!({"metadata": {"labels": {"spark-exec-id": "1"}}});
+    assert_allowed(
+        "the run labelling its bound claim",
+        claims
+            .patch("data", &PatchParams::default(), &Patch::Merge(&relabel))
+            .await,
+    );
+    end_run(&bed, run).await;
+    volumes
+        .delete(&class, &DeleteParams::default())
+        .await
+        .expect("delete the PersistentVolume");
+}
+
+#[tokio::test]
 async fn pods_made_with_a_runs_token_run_as_the_runs_service_account() {
     let bed = bed().await;
     let run = start_run(&bed).await;
