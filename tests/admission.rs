@@ -24,6 +24,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{eventually, unique};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
@@ -237,6 +240,7 @@ async fn bed() -> Bed {
     apply_yaml(&admin, &kubesu_rbac()).await;
     apply_yaml(&admin, &tenant_rbac()).await;
     apply_yaml(&admin, &substituted(IDENTITY, CLUSTER_ROLE)).await;
+    wait_for_reload(&admin).await;
     let bed = Bed {
         admin,
         kubesu: kubeconfig_client("kubesu.kubeconfig").await,
@@ -263,6 +267,42 @@ async fn bed() -> Bed {
         .await;
     }
     bed
+}
+
+/// The API server reloads a changed policy or binding a moment after the
+/// write (a watch, then a refresh about every second), so a probe that
+/// passes right after an update may have met the old version. Wait until
+/// the last write to any of them (by this test or a concurrent one) is a
+/// few seconds old; an apply that changes nothing writes nothing.
+async fn wait_for_reload(admin: &Client) {
+    const SETTLE_SECONDS: i64 = 4;
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(admin.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(admin.clone());
+    let mut last_write = 0;
+    for name in [RUN_POLICY, OWNERSHIP_POLICY, IDENTITY_POLICY] {
+        let policy = policies.get(name).await.expect("policy").metadata;
+        let binding = bindings.get(name).await.expect("binding").metadata;
+        for meta in [policy, binding] {
+            let times = meta
+                .managed_fields
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|f| f.time)
+                .chain(meta.creation_timestamp);
+            for time in times {
+                last_write = last_write.max(time.0.as_second());
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let age = i64::try_from(now).expect("seconds") - last_write;
+    if age < SETTLE_SECONDS {
+        let wait = u64::try_from(SETTLE_SECONDS - age).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
 }
 
 // --- objects and outcomes ----------------------------------------------------
@@ -931,6 +971,16 @@ async fn a_tenant_cannot_forge_change_or_remove_kubesus_labels_on_namespaces() {
         OWNERSHIP_POLICY,
         "pod-security.kubernetes.io/enforce",
     );
+    let expire =
+        json!({"metadata": {"annotations": {"kubesu.io/expires": "2000-01-01T00:00:00Z"}}});
+    assert_refused(
+        "the tenant moving kubesu's expiry annotation",
+        tenant
+            .patch(&own, &PatchParams::default(), &Patch::Merge(&expire))
+            .await,
+        OWNERSHIP_POLICY,
+        "kubesu.io/expires",
+    );
     assert_allowed(
         "the tenant changing a label that is not kubesu's",
         tenant
@@ -1302,8 +1352,7 @@ async fn kubesus_identity_may_bind_only_the_spark_role_to_its_own_accounts() {
 #[tokio::test]
 async fn the_policies_type_check_cleanly_on_the_api_server() {
     let bed = bed().await;
-    let policies: Api<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy> =
-        Api::all(bed.admin.clone());
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(bed.admin.clone());
     for name in [RUN_POLICY, OWNERSHIP_POLICY, IDENTITY_POLICY] {
         let start = Instant::now();
         loop {
