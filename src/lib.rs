@@ -30,24 +30,11 @@ macro_rules! out_raw {
 
 pub mod admin;
 pub mod audit;
-pub mod authorize;
-pub mod check;
 pub mod cli;
 pub mod cluster;
-pub mod config;
-pub mod environment;
 pub mod failure;
-pub mod gc;
-pub mod handover;
-pub mod list;
-pub mod liveness;
-pub mod naming;
-pub mod rbac;
-pub mod renew;
-pub mod revoke;
+pub mod policy;
 pub mod run;
-pub mod spark;
-pub mod supervise;
 pub mod sys;
 
 use clap::Parser;
@@ -130,17 +117,17 @@ fn dispatch(cli: Cli) -> failure::Result<i32> {
         Mode::Run(args) => run::run(
             cli.config.as_deref(),
             &args.target,
-            authorize::Program::Command(&args.command),
+            run::authorize::Program::Command(&args.command),
         ),
         Mode::Shell(args) => run::run(
             cli.config.as_deref(),
             &args.target,
-            authorize::Program::Shell(args.shell.as_deref()),
+            run::authorize::Program::Shell(args.shell.as_deref()),
         ),
-        Mode::Gc(args) => gc::gc(cli.config.as_deref(), &args),
-        Mode::List(args) => list::list(cli.config.as_deref(), &args),
-        Mode::Revoke(args) => revoke::command(cli.config.as_deref(), &args),
-        Mode::Check(args) => check::check(cli.config.as_deref(), args.json),
-        Mode::Rbac(args) => rbac::rbac(cli.config.as_deref(), &args),
+        Mode::Gc(args) => admin::gc::gc(cli.config.as_deref(), &args),
+        Mode::List(args) => admin::list::list(cli.config.as_deref(), &args),
+        Mode::Revoke(args) => run::revoke::command(cli.config.as_deref(), &args),
+        Mode::Check(args) => admin::check::check(cli.config.as_deref(), args.json),
+        Mode::Rbac(args) => admin::rbac::rbac(cli.config.as_deref(), &args),
     }
 }

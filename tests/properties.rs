@@ -10,10 +10,10 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use kubesu::config::Config;
 use kubesu::failure::Code;
-use kubesu::naming::{self, Policy, RunId};
-use kubesu::spark;
+use kubesu::policy::config::Config;
+use kubesu::policy::naming::{self, Policy, RunId};
+use kubesu::policy::spark;
 
 /// xorshift64*: small, fast, reproducible.
 struct Rng(u64);
@@ -423,7 +423,7 @@ fn assert_sane(config: &Config, text: &str) {
         .chain(config.commands.iter().flat_map(|c| c.env.keys()));
     for name in names {
         assert!(
-            !kubesu::environment::is_forbidden(name),
+            !kubesu::policy::environment::is_forbidden(name),
             "{name} accepted in {text}"
         );
     }

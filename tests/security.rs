@@ -64,7 +64,7 @@ async fn assert_nothing_left(user: &str) {
     let admin = admin_client().await;
     let selector = ListParams::default().labels(&format!(
         "app.kubernetes.io/managed-by=kubesu,kubesu.io/user={}",
-        kubesu::naming::user_label(user)
+        kubesu::policy::naming::user_label(user)
     ));
     let accounts = Api::<ServiceAccount>::all(admin.clone())
         .list(&selector)
@@ -84,7 +84,7 @@ async fn assert_nothing_left(user: &str) {
         .await
         .expect("list role bindings");
     assert!(bindings.items.is_empty(), "RoleBindings of {user} exist");
-    let namespace = kubesu::naming::dns_label(&format!("kubesu-{user}"));
+    let namespace = kubesu::policy::naming::dns_label(&format!("kubesu-{user}"));
     assert!(
         Api::<Namespace>::all(admin)
             .get_opt(&namespace)

@@ -38,7 +38,10 @@ impl Lease {
         BTreeMap::from([
             (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
             (RUN_LABEL.into(), self.run.clone()),
-            (USER_LABEL.into(), crate::naming::user_label(&self.user)),
+            (
+                USER_LABEL.into(),
+                crate::policy::naming::user_label(&self.user),
+            ),
         ])
     }
 

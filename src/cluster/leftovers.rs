@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Cluster, RUN_LABEL};
 use crate::failure::Result;
-use crate::spark::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL};
+use crate::policy::spark::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL};
 
 /// The kinds Spark creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]

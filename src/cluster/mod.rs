@@ -19,7 +19,7 @@ use crate::failure::{Code, Failure, Result};
 /// On every object kubesu creates: how `gc`, `list` and the ownership check
 /// find kubesu's objects.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubesu");
-pub const RUN_LABEL: &str = crate::spark::RUN_LABEL_KEY;
+pub const RUN_LABEL: &str = crate::policy::spark::RUN_LABEL_KEY;
 pub const USER_LABEL: &str = "kubesu.io/user";
 
 /// The lease record, as annotations on the run's ServiceAccount.
@@ -47,7 +47,9 @@ pub struct Cluster {
 impl Cluster {
     /// A single-threaded event loop and kubesu's connection, as every mode
     /// that talks to the cluster starts.
-    pub fn open(config: &crate::config::Config) -> Result<(tokio::runtime::Runtime, Cluster)> {
+    pub fn open(
+        config: &crate::policy::config::Config,
+    ) -> Result<(tokio::runtime::Runtime, Cluster)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -67,7 +69,7 @@ impl Cluster {
         server: Option<&str>,
         request_timeout: Duration,
     ) -> Result<Cluster> {
-        crate::config::check_trusted_path(kubeconfig, "kubesu's kubeconfig")?;
+        crate::policy::config::check_trusted_path(kubeconfig, "kubesu's kubeconfig")?;
         let fix = "check [cluster] kubeconfig in the config file and run `kubesu check`";
         let raw = Kubeconfig::read_from(kubeconfig).map_err(|e| {
             Failure::config(format!(

@@ -11,9 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use nix::unistd::{Gid, Uid};
 
 use crate::cluster::{Cluster, lease, token};
-use crate::handover::{self, Credentials};
-use crate::naming::RunId;
-use crate::supervise::Chore;
+use crate::policy::naming::RunId;
+use crate::run::handover::{self, Credentials};
+use crate::run::supervise::Chore;
 
 /// A failed renewal is tried again this much later, while the old token lasts.
 const RETRY: Duration = Duration::from_secs(30);

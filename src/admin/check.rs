@@ -27,12 +27,12 @@ use kube::Api;
 use kube::api::PostParams;
 use serde::Serialize;
 
+use crate::admin::rbac::{KUBESU_PERMISSIONS, Names, Permission, SPARK_PERMISSIONS};
 use crate::cli::DEFAULT_CONFIG;
 use crate::cluster::{Cluster, api_failure};
-use crate::config::{self, Config};
 use crate::failure::{Code, Context, Failure, Result};
-use crate::handover;
-use crate::rbac::{KUBESU_PERMISSIONS, Names, Permission, SPARK_PERMISSIONS};
+use crate::policy::config::{self, Config};
+use crate::run::handover;
 use crate::sys::Invoker;
 
 /// The sudoers drop-in checked when present.

@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::naming::RunId;
+use crate::policy::naming::RunId;
 
 const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_FILE: &str = "token";

@@ -5,11 +5,11 @@ use std::path::Path;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience, human_duration};
 use crate::cli::OutputArgs;
 use crate::cluster::lease;
 use crate::failure::Result;
-use crate::liveness::{self, Here};
 
 pub fn list(config_path: Option<&Path>, args: &OutputArgs) -> Result<i32> {
     let session = admin::open(config_path, "list", Audience::AdministratorsAndCallers)?;

@@ -17,13 +17,13 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 
+use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience};
 use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
 use crate::cluster::{Cluster, MANAGED_BY, RUN_LABEL, lease, namespace};
 use crate::failure::{Failure, Result};
-use crate::handover;
-use crate::liveness::{self, Here};
+use crate::run::handover;
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of
 /// leases does not flood the API server.
@@ -234,7 +234,7 @@ async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> R
         }
         Target::Namespace { name } => namespace::delete(cluster, name).await,
         Target::RunDirectory { .. } => {
-            let run = crate::naming::RunId::parse(&action.run)?;
+            let run = crate::policy::naming::RunId::parse(&action.run)?;
             handover::remove(runtime_dir, &run)
         }
     }

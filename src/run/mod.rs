@@ -2,6 +2,12 @@
 //! authorize, name, prepare, hand over, drop privileges and exec, supervise,
 //! revoke, audit. Each phase is a function with a typed input and output.
 
+pub mod authorize;
+pub mod handover;
+pub mod renew;
+pub mod revoke;
+pub mod supervise;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,21 +15,22 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
-use crate::authorize::{self, Authorized, Program, Request};
+use crate::audit;
 use crate::cli::{DEFAULT_CONFIG, Target};
 use crate::cluster::lease::Lease;
 use crate::cluster::namespace::{self, Ensured, Wanted};
 use crate::cluster::{Cluster, lease, token};
-use crate::config::{self, Config};
 use crate::failure::{Code, Context, Failure, Result};
-use crate::handover::{self, Credentials, Handover};
-use crate::naming::{self, Policy, RunId};
-use crate::renew::{Renewal, RenewalParts};
-use crate::revoke::{self, Grant};
-use crate::supervise::{self, Chore, Outcome};
+use crate::policy::config::{self, Config};
+use crate::policy::naming::{self, Policy, RunId};
+use crate::policy::{environment, spark};
 use crate::sys::privdrop::{self, Launch};
 use crate::sys::{self, Invoker, process, signals};
-use crate::{audit, environment, spark};
+use authorize::{Authorized, Program, Request};
+use handover::{Credentials, Handover};
+use renew::{Renewal, RenewalParts};
+use revoke::Grant;
+use supervise::{Chore, Outcome};
 
 /// Phase timings, in order, for `-v`, `--json` and the audit record.
 struct Clock {

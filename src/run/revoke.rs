@@ -87,13 +87,13 @@ pub fn command(
     let session = admin::open(config_path, "revoke", Audience::AdministratorsAndCallers)?;
     let (selector, what) = match (&args.run_id, &args.user) {
         (Some(run), _) => {
-            let run = crate::naming::RunId::parse(run)?;
+            let run = crate::policy::naming::RunId::parse(run)?;
             (format!("{RUN_LABEL}={run}"), format!("run {run}"))
         }
         (None, Some(user)) => {
-            crate::naming::check_account_name("user", user)?;
+            crate::policy::naming::check_account_name("user", user)?;
             (
-                format!("{USER_LABEL}={}", crate::naming::user_label(user)),
+                format!("{USER_LABEL}={}", crate::policy::naming::user_label(user)),
                 format!("user {user}"),
             )
         }

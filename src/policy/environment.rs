@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::config::{Command, Environment};
 use crate::failure::{Failure, Result};
+use crate::policy::config::{Command, Environment};
 
 /// What kubesu itself sets for the run.
 pub struct RunVars<'a> {

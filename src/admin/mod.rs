@@ -1,12 +1,18 @@
 //! The start shared by the administrative modes (gc, list, revoke): root,
 //! the config, an event loop and kubesu's own connection to the cluster.
 
+pub mod check;
+pub mod gc;
+pub mod list;
+pub mod liveness;
+pub mod rbac;
+
 use std::path::Path;
 
-use crate::authorize::{self, Caller};
 use crate::cluster::Cluster;
-use crate::config::Config;
 use crate::failure::{Failure, Result};
+use crate::policy::config::Config;
+use crate::run::authorize::{self, Caller};
 use crate::sys::Invoker;
 
 pub struct Session {

@@ -344,10 +344,10 @@ pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::policy::config::Config;
 
-    const EXAMPLE: &str = include_str!("../examples/config.toml");
-    const DEPLOYED: &str = include_str!("../deploy/spark-clusterrole.yaml");
+    const EXAMPLE: &str = include_str!("../../examples/config.toml");
+    const DEPLOYED: &str = include_str!("../../deploy/spark-clusterrole.yaml");
 
     fn example_role() -> String {
         Config::parse(EXAMPLE, Path::new("example.toml"))

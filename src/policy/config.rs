@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::naming::Policy;
+use crate::policy::naming::Policy;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,13 +339,13 @@ impl Config {
                 "[cluster] renew_before must be shorter than token_ttl and more than 0".into(),
             );
         }
-        crate::environment::check_config(&self.environment, &self.commands)?;
-        crate::naming::namespace(
+        crate::policy::environment::check_config(&self.environment, &self.commands)?;
+        crate::policy::naming::namespace(
             self.namespace.policy.into(),
             &self.namespace.template,
             "check",
             Some("check"),
-            &crate::naming::RunId::parse("aaaaaaaaaaaaaaaa")?,
+            &crate::policy::naming::RunId::parse("aaaaaaaaaaaaaaaa")?,
         )
         .map_err(|e| Failure::config(format!("config file {}: {e}", origin.display())))?;
         Ok(())
@@ -453,7 +453,7 @@ pub fn check_root_owned(path: &Path, meta: &std::fs::Metadata, what: &str) -> Re
 mod tests {
     use super::*;
 
-    pub const EXAMPLE: &str = include_str!("../examples/config.toml");
+    pub const EXAMPLE: &str = include_str!("../../examples/config.toml");
 
     #[test]
     fn the_shipped_example_parses() {

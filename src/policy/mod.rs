@@ -1,0 +1,7 @@
+//! What kubesu allows and how it names things, decided from the config file
+//! alone: no system calls and no cluster here.
+
+pub mod config;
+pub mod environment;
+pub mod naming;
+pub mod spark;
