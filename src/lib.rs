@@ -126,7 +126,7 @@ fn dispatch(cli: Cli) -> failure::Result<i32> {
         ),
         Mode::Gc(args) => admin::gc::gc(cli.config.as_deref(), &args),
         Mode::List(args) => admin::list::list(cli.config.as_deref(), &args),
-        Mode::Revoke(args) => run::revoke::command(cli.config.as_deref(), &args),
+        Mode::Revoke(args) => admin::revoke::revoke(cli.config.as_deref(), &args),
         Mode::Check(args) => admin::check::check(cli.config.as_deref(), args.json),
         Mode::Rbac(args) => admin::rbac::rbac(cli.config.as_deref(), &args),
     }

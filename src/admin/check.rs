@@ -28,7 +28,6 @@ use kube::api::PostParams;
 use serde::Serialize;
 
 use crate::admin::rbac::{KUBESU_PERMISSIONS, Names, Permission, SPARK_PERMISSIONS};
-use crate::cli::DEFAULT_CONFIG;
 use crate::cluster::{Cluster, api_failure};
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
@@ -122,15 +121,7 @@ pub fn exit_status(rows: &[Row]) -> i32 {
 /// `kubesu check [--json]`.
 pub fn check(config_path: Option<&Path>, json: bool) -> Result<i32> {
     let invoker = Invoker::current();
-    if let Some(path) = config_path
-        && invoker.came_through_sudo()
-    {
-        return Err(Failure::denied(format!(
-            "--config {} is refused: through sudo kubesu always reads {DEFAULT_CONFIG}",
-            path.display()
-        )));
-    }
-    let path = config_path.unwrap_or(Path::new(DEFAULT_CONFIG));
+    let path = config::chosen(config_path, invoker.came_through_sudo())?;
     let rows = checks(path, &invoker);
     let status = exit_status(&rows);
     if json {

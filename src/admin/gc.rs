@@ -21,8 +21,9 @@ use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience};
 use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
-use crate::cluster::{Cluster, MANAGED_BY, RUN_LABEL, lease, namespace};
+use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
+use crate::policy::labels::{MANAGED_BY, RUN_LABEL};
 use crate::run::handover;
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of

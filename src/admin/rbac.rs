@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::cli::RbacArgs;
 use crate::failure::{Failure, Result};
-use crate::run;
+use crate::policy::config;
 use crate::sys::Invoker;
 
 /// The name of kubesu's own ClusterRole and ClusterRoleBinding.
@@ -328,7 +328,8 @@ pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
 pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
     let identity = Identity::from_args(args)?;
     let invoker = Invoker::current();
-    let config = run::load_config(config_path, &invoker).map_err(|mut failure| {
+    let chosen = config::chosen(config_path, invoker.came_through_sudo());
+    let config = chosen.and_then(config::load).map_err(|mut failure| {
         if !invoker.effective_uid.is_root() {
             failure.message.push_str(
                 "; `kubesu rbac` reads the config for [cluster] cluster_role: run it as root \

@@ -13,8 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 
-use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
+use super::Cluster;
 use crate::failure::Result;
+use crate::policy::labels::{MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
 
 /// Everything recorded on the lease.
 #[derive(Debug, Clone, serde::Serialize)]

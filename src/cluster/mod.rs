@@ -16,24 +16,6 @@ use kube::{Client, Config};
 
 use crate::failure::{Code, Failure, Result};
 
-/// On every object kubesu creates: how `gc`, `list` and the ownership check
-/// find kubesu's objects.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubesu");
-pub const RUN_LABEL: &str = crate::policy::spark::RUN_LABEL_KEY;
-pub const USER_LABEL: &str = "kubesu.io/user";
-
-/// The lease record, as annotations on the run's ServiceAccount.
-pub mod annotation {
-    pub const EXPIRES: &str = "kubesu.io/expires";
-    pub const USER: &str = "kubesu.io/user";
-    pub const CALLER: &str = "kubesu.io/caller";
-    pub const HOST: &str = "kubesu.io/host";
-    pub const PID: &str = "kubesu.io/pid";
-    pub const PROCESS_START: &str = "kubesu.io/process-start";
-    pub const BOOT_ID: &str = "kubesu.io/boot-id";
-    pub const COMMAND: &str = "kubesu.io/command";
-}
-
 /// kubesu's own connection to the cluster.
 #[derive(Clone)]
 pub struct Cluster {

@@ -7,8 +7,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
-use super::{Cluster, MANAGED_BY, RUN_LABEL, annotation, api_failure, is_conflict};
+use super::{Cluster, api_failure, is_conflict};
 use crate::failure::{Failure, Result};
+use crate::policy::labels::{MANAGED_BY, RUN_LABEL, annotation};
 
 /// What the namespace should look like if kubesu creates it.
 pub struct Wanted<'a> {

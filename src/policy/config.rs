@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::failure::{Code, Context, Failure, Result};
+use crate::policy::environment;
 use crate::policy::naming::Policy;
 
 #[derive(Debug, Deserialize)]
@@ -339,7 +340,7 @@ impl Config {
                 "[cluster] renew_before must be shorter than token_ttl and more than 0".into(),
             );
         }
-        crate::policy::environment::check_config(&self.environment, &self.commands)?;
+        self.check_environment(origin)?;
         crate::policy::naming::namespace(
             self.namespace.policy.into(),
             &self.namespace.template,
@@ -351,6 +352,39 @@ impl Config {
         Ok(())
     }
 
+    /// Refuse keep or set lists that name a variable no command may get
+    /// from the config (see `environment::is_forbidden`).
+    fn check_environment(&self, origin: &Path) -> Result<()> {
+        let env = &self.environment;
+        let names = env
+            .keep
+            .iter()
+            .chain(env.set.keys())
+            .chain(self.commands.iter().flat_map(|c| c.env.keys()));
+        for name in names {
+            if environment::is_forbidden(name) {
+                return Err(Failure::config(format!(
+                    "config file {}: [environment] may not keep or set {name}: it would let a caller \
+                     change what the command loads or which cluster it uses; remove it",
+                    origin.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The environment rules for `command`: its own variables win over
+    /// [environment] set.
+    pub fn environment_rules<'a>(&'a self, command: &'a Command) -> environment::Rules<'a> {
+        let env = &self.environment;
+        let set = env.set.iter().chain(command.env.iter());
+        environment::Rules {
+            path: &env.path,
+            keep: &env.keep,
+            set: set.map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
+    }
+
     /// The rule for a command, by its resolved absolute path.
     pub fn command(&self, path: &Path) -> Option<&Command> {
         self.commands.iter().find(|c| c.path == path)
@@ -359,6 +393,22 @@ impl Config {
 
 /// TokenRequest refuses shorter lifetimes.
 pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// The config file kubesu reads unless a root shell passes --config.
+pub const DEFAULT_CONFIG: &str = "/etc/kubesu/config.toml";
+
+/// Which config file applies: --config only for a root shell, never through
+/// sudo.
+pub fn chosen(asked: Option<&Path>, came_through_sudo: bool) -> Result<&Path> {
+    match asked {
+        Some(path) if came_through_sudo => Err(Failure::denied(format!(
+            "--config {} is refused: through sudo kubesu always reads {DEFAULT_CONFIG}, so a caller cannot pick its own policy",
+            path.display()
+        ))),
+        Some(path) => Ok(path),
+        None => Ok(Path::new(DEFAULT_CONFIG)),
+    }
+}
 
 /// Read the config file, refusing one that anybody but root could have
 /// written or redirected.
@@ -489,6 +539,27 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
         for bad in ["", "h", "1w", "-5m", "1.5h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_may_not_keep_or_set_loader_variables() {
+        let keep = EXAMPLE.replacen(
+            "keep = [\"JAVA_HOME\"",
+            "keep = [\"LD_PRELOAD\", \"JAVA_HOME\"",
+            1,
+        );
+        let set = format!(
+            "{EXAMPLE}\n[[command]]\npath = \"/bin/true\"\nenv = {{ KUBECONFIG = \"/x\" }}\n"
+        );
+        for text in [keep, set] {
+            let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            assert_eq!(err.code, Code::Config);
+            assert!(
+                err.message.contains("may not keep or set"),
+                "{}",
+                err.message
+            );
         }
     }
 

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod environment;
+pub mod labels;
 pub mod naming;
 pub mod spark;

@@ -11,11 +11,7 @@ use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 
 use crate::failure::{Failure, Result};
-
-/// The label key kubesu puts on every driver and executor pod of a run. Users
-/// may set no label in its domain (the part up to '/'), so that the labels
-/// kubesu selects and cleans up by cannot be forged or overwritten.
-pub const RUN_LABEL_KEY: &str = "kubesu.io/run";
+use crate::policy::labels::RUN_LABEL;
 
 /// What kubesu forces onto every spark-submit. The credentials are not
 /// among them: Spark reads them from the run's kubeconfig (KUBECONFIG),
@@ -30,20 +26,9 @@ pub struct Forced {
     /// `spark-app-selector` label, also on the executors' ConfigMap, which
     /// carries no pod label): how revocation finds it.
     pub app_id: String,
-    /// (label key, run id), e.g. (RUN_LABEL_KEY, "abc123").
+    /// (label key, run id), e.g. (RUN_LABEL, "abc123").
     pub run_label: (String, String),
 }
-
-/// The application id kubesu gives a run's Spark application.
-pub fn app_id(run: &str) -> String {
-    format!("{APP_ID_PREFIX}{run}")
-}
-
-/// Application ids kubesu gives start with this; `gc` maps them back to runs.
-pub const APP_ID_PREFIX: &str = "spark-kubesu-";
-
-/// The label Spark puts the application id in.
-pub const APP_SELECTOR_LABEL: &str = "spark-app-selector";
 
 /// How spark-submit treats one of its options.
 #[derive(Clone, Copy)]
@@ -382,11 +367,11 @@ fn sets_run_label(key: &str) -> bool {
     })
 }
 
-/// RUN_LABEL_KEY's prefix up to and including '/', or all of it if it has none.
+/// RUN_LABEL's prefix up to and including '/', or all of it if it has none.
 fn run_label_domain() -> &'static str {
-    match RUN_LABEL_KEY.find('/') {
-        Some(slash) => &RUN_LABEL_KEY[..=slash],
-        None => RUN_LABEL_KEY,
+    match RUN_LABEL.find('/') {
+        Some(slash) => &RUN_LABEL[..=slash],
+        None => RUN_LABEL,
     }
 }
 
@@ -491,6 +476,7 @@ fn show(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::failure::Code;
+    use crate::policy::labels::app_id;
     use std::os::unix::ffi::OsStringExt;
 
     fn os(args: &[&str]) -> Vec<OsString> {
@@ -539,7 +525,7 @@ mod tests {
             namespace: "team-a".into(),
             service_account: "spark".into(),
             app_id: app_id("abc123"),
-            run_label: (RUN_LABEL_KEY.into(), "abc123".into()),
+            run_label: (RUN_LABEL.into(), "abc123".into()),
         }
     }
 
@@ -1020,7 +1006,7 @@ mod tests {
     fn run_label_domain_comes_from_the_key() {
         assert_eq!(run_label_domain(), "kubesu.io/");
         assert!(sets_run_label(&format!(
-            "spark.kubernetes.driver.label.{RUN_LABEL_KEY}"
+            "spark.kubernetes.driver.label.{RUN_LABEL}"
         )));
         assert!(!sets_run_label(
             "spark.kubernetes.driver.label.kubesu.iox/run"

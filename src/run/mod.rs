@@ -16,14 +16,14 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 use crate::audit;
-use crate::cli::{DEFAULT_CONFIG, Target};
+use crate::cli::Target;
 use crate::cluster::lease::Lease;
 use crate::cluster::namespace::{self, Ensured, Wanted};
 use crate::cluster::{Cluster, lease, token};
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
 use crate::policy::naming::{self, Policy, RunId};
-use crate::policy::{environment, spark};
+use crate::policy::{environment, labels, spark};
 use crate::sys::privdrop::{self, Launch};
 use crate::sys::{self, Invoker, process, signals};
 use authorize::{Authorized, Program, Request};
@@ -63,18 +63,6 @@ impl Clock {
             .map(|(p, d)| (p.to_string(), json!((d.as_secs_f64() * 1e6).round() / 1e3)))
             .collect::<serde_json::Map<_, _>>()
             .into()
-    }
-}
-
-/// Which config file applies: --config only for a root shell.
-pub fn load_config(asked: Option<&Path>, invoker: &Invoker) -> Result<Config> {
-    match asked {
-        Some(path) if invoker.came_through_sudo() => Err(Failure::denied(format!(
-            "--config {} is refused: through sudo kubesu always reads {DEFAULT_CONFIG}, so a caller cannot pick its own policy",
-            path.display()
-        ))),
-        Some(path) => config::load(path),
-        None => config::load(Path::new(DEFAULT_CONFIG)),
     }
 }
 
@@ -124,8 +112,8 @@ fn command_line(who: &Authorized<'_>, plan: &Plan, cluster: &Cluster) -> Vec<OsS
         master: format!("k8s://{}", cluster.server),
         namespace: plan.namespace.clone(),
         service_account: plan.service_account.clone(),
-        app_id: spark::app_id(plan.run.as_str()),
-        run_label: (spark::RUN_LABEL_KEY.into(), plan.run.to_string()),
+        app_id: labels::app_id(plan.run.as_str()),
+        run_label: (labels::RUN_LABEL.into(), plan.run.to_string()),
     };
     // command_line() puts argv[0] first; Launch takes the program apart.
     spark::command_line(who.program.clone().into(), &who.args, &forced)
@@ -237,7 +225,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     let mut clock = Clock::new(target.verbose);
     let invoker = Invoker::current();
     authorize::check_invoker(&invoker)?;
-    let config = load_config(config_path, &invoker)?;
+    let config = config::load(config::chosen(config_path, invoker.came_through_sudo())?)?;
     let request = Request {
         user: &target.user,
         team: target.team.as_deref(),
@@ -454,8 +442,7 @@ fn command_environment(
 ) -> Vec<(OsString, OsString)> {
     environment::build(
         std::env::vars_os(),
-        &config.environment,
-        &who.rule,
+        &config.environment_rules(&who.rule),
         &environment::RunVars {
             home: who.user.home.as_os_str(),
             user: &who.user.name,
