@@ -4,8 +4,7 @@
 //! Auditing never makes a finished job fail: every problem comes back as a
 //! warning for the caller to print.
 
-use std::ffi::OsStr;
-use std::fs::{DirBuilder, File};
+use std::fs::DirBuilder;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
@@ -13,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open, openat};
-use nix::sys::stat::Mode;
+
+use crate::sys::fs::open_append;
 
 /// The local syslog socket, as syslog(3) uses.
 const SYSLOG_SOCKET: &str = "/dev/log";
@@ -107,7 +106,7 @@ fn append(path: &Path, line: &str) -> std::result::Result<(), String> {
         }
         _ => {}
     }
-    let file = open_file(parent, name).map_err(|e| match e {
+    let file = open_append(parent, name, FILE_MODE).map_err(|e| match e {
         Errno::ELOOP => warning(&"it is a symbolic link"),
         Errno::ENOTDIR if parent.symlink_metadata().is_ok_and(|m| m.is_symlink()) => warning(
             &format!("its directory {} is a symbolic link", parent.display()),
@@ -143,32 +142,10 @@ fn append(path: &Path, line: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Open the file relative to its directory, following no symlink in either
-/// of the last two components. O_NONBLOCK keeps a planted FIFO from hanging
-/// the open; it does not affect a regular file.
-fn open_file(parent: &Path, name: &OsStr) -> nix::Result<File> {
-    let dir = open(
-        parent,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let fd = openat(
-        &dir,
-        name,
-        OFlag::O_WRONLY
-            | OFlag::O_APPEND
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK,
-        Mode::from_bits_truncate(FILE_MODE),
-    )?;
-    Ok(File::from(fd))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::stat::Mode;
     use serde_json::json;
     use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};

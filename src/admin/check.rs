@@ -13,9 +13,7 @@
 //! to a missing ClusterRole is accepted by the API server, and every run's
 //! Spark driver would then be refused.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -33,6 +31,7 @@ use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
 use crate::run::handover;
 use crate::sys::Invoker;
+use crate::sys::fs;
 
 /// The sudoers drop-in checked when present.
 pub const SUDOERS_DROP_IN: &str = "/etc/sudoers.d/kubesu";
@@ -211,7 +210,7 @@ fn config_checks(report: &mut Report, path: &Path) -> Option<Config> {
     let p = path.display();
     report.record(
         "config file",
-        root_file(path, "config file").map(|mode| format!("{p}: root-owned, mode {mode:04o}")),
+        fs::root_file(path, "config file").map(|mode| format!("{p}: root-owned, mode {mode:04o}")),
         format!(
             "chown root:root {p} && chmod 0644 {p}, with every directory above it root-owned and not \
              writable by group or others"
@@ -219,7 +218,11 @@ fn config_checks(report: &mut Report, path: &Path) -> Option<Config> {
     );
     // Parsed even if the file is not trusted: the administrator wants every
     // error at once, and check acts on nothing it reads.
-    let parsed = read_no_follow(path).and_then(|text| Config::parse(&text, path));
+    let parsed = fs::read_no_follow(path)
+        .or_fail(Code::Config, || {
+            format!("cannot read config file {}", path.display())
+        })
+        .and_then(|text| Config::parse(&text, path));
     match parsed {
         Ok(config) => {
             report.pass(
@@ -254,45 +257,9 @@ fn config_checks(report: &mut Report, path: &Path) -> Option<Config> {
     }
 }
 
-fn read_no_follow(path: &Path) -> Result<String> {
-    let mut text = String::new();
-    File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .or_fail(Code::Config, || {
-            format!("cannot read config file {}", path.display())
-        })?;
-    Ok(text)
-}
-
-/// A regular file (no symlink) that root owns and only root can write, in
-/// root-owned directories only root can write. Returns its mode.
-fn root_file(path: &Path, what: &str) -> Result<u32> {
-    config::check_trusted_path(path, what)?;
-    let meta = std::fs::symlink_metadata(path).or_fail(Code::Config, || {
-        format!("cannot inspect {what} {}", path.display())
-    })?;
-    if meta.file_type().is_symlink() {
-        return Err(Failure::config(format!(
-            "{what} {} is a symbolic link: kubesu follows no links to its configuration",
-            path.display()
-        )));
-    }
-    config::check_root_owned(path, &meta, what)?;
-    if !meta.is_file() {
-        return Err(Failure::config(format!(
-            "{what} {} is not a regular file",
-            path.display()
-        )));
-    }
-    Ok(meta.mode() & 0o7777)
-}
-
 fn kubeconfig_file(path: &Path) -> Result<String> {
     let what = "kubesu's kubeconfig";
-    let mode = root_file(path, what)?;
+    let mode = fs::root_file(path, what)?;
     if mode & 0o077 != 0 {
         return Err(Failure::config(format!(
             "{what} {} is accessible to group or others (mode {mode:04o}): it holds kubesu's own, \
@@ -349,7 +316,7 @@ fn command_file(path: &Path) -> Result<String> {
                 )));
             }
         } else {
-            config::check_root_owned(
+            fs::check_root_owned(
                 &walked,
                 &meta,
                 &format!("on the way to {what} {},", path.display()),
@@ -359,11 +326,11 @@ fn command_file(path: &Path) -> Result<String> {
     let real = std::fs::canonicalize(path).or_fail(Code::Config, || {
         format!("{what} {}: cannot resolve it", path.display())
     })?;
-    config::check_trusted_path(&real, what)?;
+    fs::check_trusted_path(&real, what)?;
     let meta = std::fs::metadata(&real).or_fail(Code::Config, || {
         format!("cannot inspect {what} {}", real.display())
     })?;
-    config::check_root_owned(&real, &meta, what)?;
+    fs::check_root_owned(&real, &meta, what)?;
     if !meta.is_file() || meta.mode() & 0o111 == 0 {
         return Err(Failure::config(format!(
             "{what} {} is not an executable file",

@@ -51,7 +51,7 @@ impl Cluster {
         server: Option<&str>,
         request_timeout: Duration,
     ) -> Result<Cluster> {
-        crate::policy::config::check_trusted_path(kubeconfig, "kubesu's kubeconfig")?;
+        crate::sys::fs::check_trusted_path(kubeconfig, "kubesu's kubeconfig")?;
         let fix = "check [cluster] kubeconfig in the config file and run `kubesu check`";
         let raw = Kubeconfig::read_from(kubeconfig).map_err(|e| {
             Failure::config(format!(

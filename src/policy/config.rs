@@ -4,9 +4,7 @@
 //! can write, through a path nobody else can redirect.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,6 +13,7 @@ use serde::Deserialize;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::environment;
 use crate::policy::naming::Policy;
+use crate::sys::fs::{self, check_root_owned, check_trusted_path};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -414,16 +413,12 @@ pub fn chosen(asked: Option<&Path>, came_through_sudo: bool) -> Result<&Path> {
 /// written or redirected.
 pub fn load(path: &Path) -> Result<Config> {
     check_trusted_path(path, "config file")?;
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .or_fail(Code::Config, || {
-            format!(
-                "cannot open config file {}; install one (see `man kubesu`) or pass --config as root",
-                path.display()
-            )
-        })?;
+    let mut file = fs::open_no_follow(path).or_fail(Code::Config, || {
+        format!(
+            "cannot open config file {}; install one (see `man kubesu`) or pass --config as root",
+            path.display()
+        )
+    })?;
     let meta = file.metadata().or_fail(Code::Config, || {
         format!("cannot stat config file {}", path.display())
     })?;
@@ -433,70 +428,6 @@ pub fn load(path: &Path) -> Result<Config> {
         format!("cannot read config file {}", path.display())
     })?;
     Config::parse(&text, path)
-}
-
-/// Every directory from `/` down to the file's parent must be a real
-/// directory owned by root and writable by nobody else: otherwise someone
-/// could swap the file.
-pub fn check_trusted_path(path: &Path, what: &str) -> Result<()> {
-    if !path.is_absolute() {
-        return Err(Failure::config(format!(
-            "{what} {} is not an absolute path",
-            path.display()
-        )));
-    }
-    let mut dir = PathBuf::from("/");
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    for part in std::iter::once(None).chain(parent.components().skip(1).map(Some)) {
-        if let Some(part) = part {
-            dir.push(part);
-        }
-        let meta = std::fs::symlink_metadata(&dir).or_fail(Code::Config, || {
-            format!(
-                "cannot inspect {} above {what} {}",
-                dir.display(),
-                path.display()
-            )
-        })?;
-        if !meta.file_type().is_dir() {
-            return Err(Failure::config(format!(
-                "{} above {what} {} is not a directory (a symlink?): kubesu follows no links to its configuration",
-                dir.display(),
-                path.display()
-            )));
-        }
-        check_root_owned(&dir, &meta, &format!("directory above {what}"))?;
-    }
-    Ok(())
-}
-
-/// Owned by root, not writable by group or others, and (for files) regular.
-pub fn check_root_owned(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()> {
-    if meta.uid() != 0 {
-        return Err(Failure::config(format!(
-            "{what} {} is owned by uid {}, not root: `chown root {}`",
-            path.display(),
-            meta.uid(),
-            path.display()
-        )));
-    }
-    // The sticky bit does not help here: root could still be raced within
-    // a world-writable directory by other users' names.
-    if meta.mode() & 0o022 != 0 {
-        return Err(Failure::config(format!(
-            "{what} {} is writable by group or others (mode {:o}): `chmod go-w {}`",
-            path.display(),
-            meta.mode() & 0o7777,
-            path.display()
-        )));
-    }
-    if !meta.file_type().is_dir() && !meta.file_type().is_file() {
-        return Err(Failure::config(format!(
-            "{what} {} is not a regular file",
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What kubesu allows and how it names things, decided from the config file
-//! alone: no system calls and no cluster here.
+//! alone: no cluster here, and no system call but reading that file (through
+//! `sys::fs`).
 
 pub mod config;
 pub mod environment;

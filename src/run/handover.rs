@@ -6,22 +6,24 @@
 //! directory descriptors with O_NOFOLLOW: root never follows a link it did not
 //! create and never writes or deletes outside the run directory.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, File};
+use std::ffi::OsStr;
+use std::fs::DirBuilder;
 use std::io::{ErrorKind, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, open, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::sys::stat::{fchmod, fstat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::naming::RunId;
+use crate::sys::fs::{
+    create_new_at, entry_names, is_dir, mode, open_dir, open_dir_at, remove_tree_at,
+};
 
 const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_FILE: &str = "token";
@@ -40,9 +42,6 @@ const FILE_MODE: u32 = 0o600;
 const GROUP_OTHER_WRITE: u32 = 0o022;
 /// Other search bit: without it end users cannot reach their files.
 const OTHER_SEARCH: u32 = 0o001;
-/// Deepest nesting `remove` follows; each level holds a descriptor, and a
-/// hostile user could otherwise nest directories until root runs out of them.
-const MAX_DEPTH: usize = 64;
 
 /// What the user gets: the API server, its CA, the run's token, its namespace.
 pub struct Credentials<'a> {
@@ -177,8 +176,8 @@ pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credenti
     };
     let runtime_fd = open_dir(runtime).map_err(|e| runtime_open_failure(runtime, e))?;
     check_runtime(runtime, &runtime_fd)?;
-    let dir_fd = openat(&runtime_fd, run.as_str(), dir_flags(), Mode::empty())
-        .map_err(|e| failure("open", &handover.dir, &e))?;
+    let dir_fd =
+        open_dir_at(&runtime_fd, run.as_str()).map_err(|e| failure("open", &handover.dir, &e))?;
     let stat = fstat(&dir_fd).map_err(|e| failure("inspect", &handover.dir, &e))?;
     if !is_dir(&stat) || stat.st_uid != uid.as_raw() {
         return Err(failure(
@@ -193,14 +192,8 @@ pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credenti
     ];
     for (name, path, contents) in files {
         let fresh = format!(".{name}.{}", std::process::id());
-        let fd = openat(
-            &dir_fd,
-            fresh.as_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            mode(FILE_MODE),
-        )
-        .map_err(|e| failure("create a new", path, &e))?;
-        let mut file = File::from(fd);
+        let mut file = create_new_at(&dir_fd, fresh.as_str(), FILE_MODE)
+            .map_err(|e| failure("create a new", path, &e))?;
         let written = fchmod(&file, mode(FILE_MODE))
             .map_err(|e| e.to_string())
             .and_then(|()| file.write_all(contents).map_err(|e| e.to_string()))
@@ -248,34 +241,6 @@ pub fn list_run_dirs(runtime: &Path) -> Result<Vec<RunId>> {
         .collect();
     runs.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     Ok(runs)
-}
-
-fn mode(bits: u32) -> Mode {
-    Mode::from_bits_truncate(bits)
-}
-
-fn is_dir(stat: &FileStat) -> bool {
-    stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits()
-}
-
-/// Open a directory for use as a `*at` base, refusing a symlink in the last
-/// component and a non-directory (ELOOP or ENOTDIR).
-fn open_dir<P: ?Sized + nix::NixPath>(path: &P) -> nix::Result<OwnedFd> {
-    open(path, dir_flags(), Mode::empty())
-}
-
-/// The names in an opened directory (without "." and ".."). nix's readdir
-/// wrapper needs a feature kubesu does not build, so this reads the
-/// directory through its descriptor's /proc entry, which resolves to that
-/// very directory, never to whatever its path names now.
-fn entry_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
-    fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?
-        .map(|entry| entry.map(|entry| entry.file_name()))
-        .collect()
-}
-
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
 }
 
 /// The kubeconfig points at files by absolute path, so the user's working
@@ -449,7 +414,7 @@ fn fill(
             path.display()
         ))
     };
-    let dir_fd = openat(runtime_fd, run.as_str(), dir_flags(), Mode::empty())
+    let dir_fd = open_dir_at(runtime_fd, run.as_str())
         .map_err(|e| failure("open run directory", dir, &e))?;
     let stat = fstat(&dir_fd).map_err(|e| failure("inspect run directory", dir, &e))?;
     if !is_dir(&stat) || stat.st_uid != 0 {
@@ -461,15 +426,9 @@ fn fill(
     }
     fchmod(&dir_fd, mode(RUN_DIR_MODE)).map_err(|e| failure("set mode of", dir, &e))?;
     for &(name, path, contents) in files {
-        let fd = openat(
-            &dir_fd,
-            name,
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            mode(FILE_MODE),
-        )
-        .map_err(|e| failure("create", path, &e))?;
-        fchmod(&fd, mode(FILE_MODE)).map_err(|e| failure("set mode of", path, &e))?;
-        let mut file = File::from(fd);
+        let mut file =
+            create_new_at(&dir_fd, name, FILE_MODE).map_err(|e| failure("create", path, &e))?;
+        fchmod(&file, mode(FILE_MODE)).map_err(|e| failure("set mode of", path, &e))?;
         file.write_all(contents)
             .map_err(|e| failure("write", path, &e))?;
         fchown(&file, Some(uid), Some(gid)).map_err(|e| failure("give", path, &e))?;
@@ -477,26 +436,10 @@ fn fill(
     fchown(&dir_fd, Some(uid), Some(gid)).map_err(|e| failure("give", dir, &e))
 }
 
-/// Why a removal stopped.
-enum Removal {
-    Sys(Errno),
-    List(std::io::Error),
-    TooDeep,
-}
-
-impl From<Errno> for Removal {
-    fn from(e: Errno) -> Self {
-        Removal::Sys(e)
-    }
-}
-
+/// Remove the run directory below the opened runtime directory (see
+/// `sys::fs::remove_tree_at`).
 fn remove_at(runtime_fd: BorrowedFd<'_>, run: &RunId, path: &Path) -> Result<()> {
-    remove_entry(runtime_fd, OsStr::new(run.as_str()), 0).map_err(|e| {
-        let why = match e {
-            Removal::Sys(e) => e.to_string(),
-            Removal::List(e) => format!("cannot list a directory in it through /proc: {e}"),
-            Removal::TooDeep => format!("it nests directories deeper than {MAX_DEPTH} levels"),
-        };
+    remove_tree_at(runtime_fd, OsStr::new(run.as_str())).map_err(|why| {
         Failure::software(format!(
             "cannot remove run directory {}: {why}; remove it by hand (rm -rf as root) \
              and check who is writing to it",
@@ -505,53 +448,10 @@ fn remove_at(runtime_fd: BorrowedFd<'_>, run: &RunId, path: &Path) -> Result<()>
     })
 }
 
-/// Remove `name` in the directory `parent`: a directory after emptying it,
-/// anything else (a symlink included) by unlinking the entry itself.
-fn remove_entry(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    depth: usize,
-) -> std::result::Result<(), Removal> {
-    let stat = match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Err(Errno::ENOENT) => return Ok(()),
-        stat => stat?,
-    };
-    let flag = if is_dir(&stat) {
-        if depth >= MAX_DEPTH {
-            return Err(Removal::TooDeep);
-        }
-        // O_NOFOLLOW|O_DIRECTORY: if the entry was swapped for a link since
-        // fstatat, this fails rather than entering the link's target.
-        let fd = match openat(parent, name, dir_flags(), Mode::empty()) {
-            Err(Errno::ENOENT) => return Ok(()),
-            fd => fd?,
-        };
-        empty_dir(fd, depth)?;
-        UnlinkatFlags::RemoveDir
-    } else {
-        UnlinkatFlags::NoRemoveDir
-    };
-    match unlinkat(parent, name, flag) {
-        Err(Errno::ENOENT) => Ok(()),
-        done => Ok(done?),
-    }
-}
-
-fn empty_dir(fd: OwnedFd, depth: usize) -> std::result::Result<(), Removal> {
-    // Root-owned 0700 first: the user can then neither add entries (which
-    // could keep this loop busy forever) nor move entries out of it.
-    fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))?;
-    fchmod(&fd, mode(RUN_DIR_MODE))?;
-    let names = entry_names(&fd).map_err(Removal::List)?;
-    for name in &names {
-        remove_entry(fd.as_fd(), name, depth + 1)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::fs::MAX_DEPTH;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 

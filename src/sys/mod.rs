@@ -2,6 +2,7 @@
 //! drop, signals and processes. The only place for `unsafe` and libc.
 
 pub mod account;
+pub mod fs;
 pub mod privdrop;
 pub mod process;
 pub mod signals;
