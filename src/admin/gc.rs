@@ -10,11 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::jiff::SignedDuration;
 use serde_json::json;
 
 use crate::admin::liveness::{self, Here};
@@ -23,7 +19,6 @@ use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
 use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
-use crate::policy::labels::{MANAGED_BY, RUN_LABEL};
 use crate::run::handover;
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of
@@ -126,8 +121,8 @@ fn print_action(action: &Action, dry_run: bool) {
 async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<Vec<Action>> {
     let (spark, namespaces, bindings) = tokio::join!(
         leftovers::list_all(cluster),
-        per_run_namespaces(cluster),
-        kubesu_bindings(cluster),
+        namespace::list_per_run(cluster),
+        lease::list_bindings(cluster),
     );
     let (spark, namespaces, bindings) = (spark?, namespaces?, bindings?);
     let directories = handover::list_run_dirs(runtime_dir)?;
@@ -227,11 +222,7 @@ async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> R
             leftovers::delete_one(cluster, *kind, namespace, &action.run).await
         }
         Target::RoleBinding { namespace, name } => {
-            let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
-            let what = format!("deleting RoleBinding {namespace}/{name}");
-            cluster
-                .delete(&what, api.delete(name, &DeleteParams::background()))
-                .await
+            lease::delete_binding(cluster, namespace, name).await
         }
         Target::Namespace { name } => namespace::delete(cluster, name).await,
         Target::RunDirectory { .. } => {
@@ -239,49 +230,4 @@ async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> R
             handover::remove(runtime_dir, &run)
         }
     }
-}
-
-/// Per-run namespaces: (name, run, created).
-async fn per_run_namespaces(cluster: &Cluster) -> Result<Vec<(String, String, Option<Timestamp>)>> {
-    let api: Api<Namespace> = Api::all(cluster.client.clone());
-    let selector = format!("{}={},{RUN_LABEL}", MANAGED_BY.0, MANAGED_BY.1);
-    let found = cluster
-        .call(
-            "listing per-run namespaces",
-            api.list_metadata(&ListParams::default().labels(&selector)),
-        )
-        .await?;
-    Ok(found
-        .items
-        .into_iter()
-        .filter(|n| n.metadata.deletion_timestamp.is_none())
-        .filter_map(|n| {
-            let run = n.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
-            Some((
-                n.metadata.name?,
-                run,
-                n.metadata.creation_timestamp.map(|t| t.0),
-            ))
-        })
-        .collect())
-}
-
-/// kubesu's RoleBindings: (namespace, name, run).
-async fn kubesu_bindings(cluster: &Cluster) -> Result<Vec<(String, String, String)>> {
-    let api: Api<RoleBinding> = Api::all(cluster.client.clone());
-    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    let found = cluster
-        .call(
-            "listing kubesu's RoleBindings",
-            api.list_metadata(&ListParams::default().labels(&selector)),
-        )
-        .await?;
-    Ok(found
-        .items
-        .into_iter()
-        .filter_map(|b| {
-            let run = b.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
-            Some((b.metadata.namespace?, b.metadata.name?, run))
-        })
-        .collect())
 }

@@ -226,3 +226,33 @@ pub async fn release(cluster: &Cluster, namespace: &str, name: &str) -> Result<(
     // The account's failure first: it is what invalidates the token.
     account.and(binding)
 }
+
+/// kubesu's RoleBindings, in every namespace, for `gc`: (namespace, name,
+/// run).
+pub async fn list_bindings(cluster: &Cluster) -> Result<Vec<(String, String, String)>> {
+    let api: Api<RoleBinding> = Api::all(cluster.client.clone());
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let found = cluster
+        .call(
+            "listing kubesu's RoleBindings",
+            api.list_metadata(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter_map(|b| {
+            let run = b.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
+            Some((b.metadata.namespace?, b.metadata.name?, run))
+        })
+        .collect())
+}
+
+/// Delete one RoleBinding (`gc`: one whose lease is gone already).
+pub async fn delete_binding(cluster: &Cluster, namespace: &str, name: &str) -> Result<()> {
+    let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
+    let what = format!("deleting RoleBinding {namespace}/{name}");
+    cluster
+        .delete(&what, api.delete(name, &DeleteParams::background()))
+        .await
+}

@@ -1,6 +1,7 @@
 //! kubesu's side of the Kubernetes API: its own client, and the objects a run
 //! creates (namespace, lease, token). Every call has a deadline.
 
+pub mod access;
 pub mod lease;
 pub mod leftovers;
 pub mod namespace;

@@ -6,4 +6,5 @@ pub mod config;
 pub mod environment;
 pub mod labels;
 pub mod naming;
+pub mod permissions;
 pub mod spark;
