@@ -12,7 +12,8 @@ use std::path::Path;
 
 use kubesu::failure::Code;
 use kubesu::policy::config::Config;
-use kubesu::policy::naming::{self, Policy, RunId};
+use kubesu::policy::identity::RunId;
+use kubesu::policy::naming::{self, Policy};
 use kubesu::policy::spark;
 
 /// xorshift64*: small, fast, reproducible.

@@ -226,7 +226,7 @@ async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> R
         }
         Target::Namespace { name } => namespace::delete(cluster, name).await,
         Target::RunDirectory { .. } => {
-            let run = crate::policy::naming::RunId::parse(&action.run)?;
+            let run = crate::policy::identity::RunId::parse(&action.run)?;
             handover::remove(runtime_dir, &run)
         }
     }

@@ -8,6 +8,7 @@ use crate::admin::{self, Audience};
 use crate::cli::RevokeArgs;
 use crate::cluster::{lease, namespace};
 use crate::failure::{Failure, Result};
+use crate::policy::identity::RunId;
 use crate::policy::labels::{RUN_LABEL, USER_LABEL};
 use crate::policy::naming;
 use crate::run;
@@ -20,7 +21,7 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
     let session = admin::open(config_path, "revoke", Audience::AdministratorsAndCallers)?;
     let (selector, what) = match (&args.run_id, &args.user) {
         (Some(run), _) => {
-            let run = naming::RunId::parse(run)?;
+            let run = RunId::parse(run)?;
             (format!("{RUN_LABEL}={run}"), format!("run {run}"))
         }
         (None, Some(user)) => {

@@ -345,7 +345,7 @@ impl Config {
             &self.namespace.template,
             "check",
             Some("check"),
-            &crate::policy::naming::RunId::parse("aaaaaaaaaaaaaaaa")?,
+            &crate::policy::identity::RunId::parse("aaaaaaaaaaaaaaaa")?,
         )
         .map_err(|e| Failure::config(format!("config file {}: {e}", origin.display())))?;
         Ok(())

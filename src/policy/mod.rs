@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod environment;
+pub mod identity;
 pub mod labels;
 pub mod naming;
 pub mod permissions;

@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::policy::naming::RunId;
+use crate::policy::identity::RunId;
 use crate::sys::fs::{
     create_new_at, entry_names, is_dir, mode, open_dir, open_dir_at, remove_tree_at,
 };

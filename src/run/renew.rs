@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use nix::unistd::{Gid, Uid};
 
 use crate::cluster::{Cluster, lease, token};
-use crate::policy::naming::RunId;
+use crate::policy::identity::RunId;
 use crate::run::handover::{self, Credentials};
 use crate::run::supervise::Chore;
 
