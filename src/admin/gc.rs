@@ -19,7 +19,7 @@ use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
 use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
-use crate::run::handover;
+use crate::run::{handover, runtime_dir};
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of
 /// leases does not flood the API server.
@@ -125,7 +125,7 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
         lease::list_bindings(cluster),
     );
     let (spark, namespaces, bindings) = (spark?, namespaces?, bindings?);
-    let directories = handover::list_run_dirs(runtime_dir)?;
+    let directories = runtime_dir::list_run_dirs(runtime_dir)?;
     let leases = lease::list(cluster, None).await?;
 
     let here = Here::now();

@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod handover;
 pub mod renew;
 pub mod revoke;
+pub mod runtime_dir;
 pub mod supervise;
 
 use std::ffi::OsString;
@@ -261,7 +262,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
 
     process::become_subreaper()
         .or_fail(Code::Software, || "cannot become a child subreaper".into())?;
-    handover::ensure_runtime_dir(&config.runtime.dir)?;
+    runtime_dir::ensure_runtime_dir(&config.runtime.dir)?;
 
     let prepared = match runtime.block_on(prepare(&cluster, &config, &who, &plan)) {
         Ok(prepared) => prepared,

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use super::report::Report;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::Config;
-use crate::run::handover;
+use crate::run::runtime_dir;
 use crate::sys::fs;
 
 const VISUDO: &str = "/usr/sbin/visudo";
@@ -79,7 +79,7 @@ pub fn kubeconfig_file(path: &Path) -> Result<String> {
 }
 
 pub fn runtime_dir(dir: &Path) -> Result<String> {
-    if handover::check_runtime_dir(dir)? {
+    if runtime_dir::check_runtime_dir(dir)? {
         let mode = std::fs::symlink_metadata(dir)
             .map(|m| m.mode() & 0o7777)
             .unwrap_or_default();
