@@ -39,13 +39,14 @@ pub struct AuditSink<'a> {
 /// parent created 0700 if missing), must be a root-owned regular file with
 /// one link and no group or other write bit, and gets each record in one
 /// write(2) so concurrent runs never interleave lines.
-pub fn record(sink: &AuditSink, event: &serde_json::Value) -> Vec<String> {
+pub fn record(sink: &AuditSink, event: &impl serde::Serialize) -> Vec<String> {
     record_to(sink, event, Path::new(SYSLOG_SOCKET))
 }
 
-fn record_to(sink: &AuditSink, event: &serde_json::Value, socket: &Path) -> Vec<String> {
+fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> Vec<String> {
     // Compact JSON escapes every control character, so this is one line.
-    let line = match serde_json::to_string(event) {
+    // Through a Value, so its keys come sorted as they always have.
+    let line = match serde_json::to_value(event).and_then(|v| serde_json::to_string(&v)) {
         Ok(line) => line,
         Err(e) => {
             return vec![format!(

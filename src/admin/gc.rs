@@ -133,21 +133,18 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     let mut live = BTreeSet::new();
     let mut dead_accounts = BTreeSet::new();
     for found in &leases {
-        let state = liveness::judge(&found.lease, &here);
+        let state = liveness::judge(&found.holder, &here);
         if state.is_live() {
-            live.insert(found.lease.run.clone());
+            live.insert(found.run.clone());
             continue;
         }
-        dead_accounts.insert((
-            found.lease.namespace.clone(),
-            found.lease.service_account.clone(),
-        ));
+        dead_accounts.insert((found.namespace.clone(), found.service_account.clone()));
         actions.push(planned(
             Target::Lease {
-                namespace: found.lease.namespace.clone(),
-                service_account: found.lease.service_account.clone(),
+                namespace: found.namespace.clone(),
+                service_account: found.service_account.clone(),
             },
-            &found.lease.run,
+            &found.run,
             &format!("{state:?}"),
         ));
     }

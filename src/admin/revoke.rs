@@ -8,7 +8,7 @@ use crate::admin::{self, Audience};
 use crate::cli::RevokeArgs;
 use crate::cluster::{lease, namespace};
 use crate::failure::{Failure, Result};
-use crate::policy::identity::RunId;
+use crate::policy::identity::{RunId, RunIdentity};
 use crate::policy::labels::{RUN_LABEL, USER_LABEL};
 use crate::policy::naming;
 use crate::run;
@@ -40,7 +40,7 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
         .block_on(lease::list(cluster, Some(&selector)))?;
     let (mine, others): (Vec<_>, Vec<_>) = leases
         .into_iter()
-        .partition(|l| !session.caller.via_sudo || l.lease.caller == session.caller.name);
+        .partition(|l| !session.caller.via_sudo || l.holder.caller == session.caller.name);
     if !others.is_empty() {
         return Err(Failure::denied(format!(
             "{what} has runs started by other callers; caller {} may revoke only its own",
@@ -53,8 +53,7 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
         )));
     }
     let mut failures = Vec::new();
-    for found in mine {
-        let lease = found.lease;
+    for lease in mine {
         // A per-run namespace is named from its run: deleting it is revoking.
         let per_run = session.runtime.block_on(namespace::is_run_namespace(
             cluster,
@@ -62,9 +61,11 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
             &lease.run,
         ))?;
         let grant = Grant {
-            run: lease.run.clone(),
-            namespace: lease.namespace.clone(),
-            service_account: lease.service_account.clone(),
+            identity: RunIdentity {
+                run: RunId::parse(&lease.run)?,
+                namespace: lease.namespace.clone(),
+                service_account: lease.service_account.clone(),
+            },
             per_run_namespace: per_run,
             spark_leftovers: true,
         };
@@ -75,7 +76,7 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
             Ok(()) => out!(
                 "revoked run {} of user {} in namespace {}",
                 lease.run,
-                lease.user,
+                lease.holder.user,
                 lease.namespace
             ),
             Err(e) => {

@@ -9,6 +9,15 @@ use serde::Serialize;
 
 use crate::failure::{Failure, Result};
 
+/// Who a run is in the cluster: its id, the namespace it uses and the
+/// ServiceAccount it creates there (its lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunIdentity {
+    pub run: RunId,
+    pub namespace: String,
+    pub service_account: String,
+}
+
 /// Lowercase RFC 4648 base32: only letters and 2-7, so any encoding is a
 /// valid DNS label and label value.
 const BASE32_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::policy::identity::RunId;
+use crate::policy::identity::{RunId, RunIdentity};
 use crate::run::runtime_dir;
 use crate::sys::fs::{create_new_at, is_dir, mode, open_dir_at, remove_tree_at};
 
@@ -30,13 +30,14 @@ const KUBECONFIG_NAME: &str = "kubesu";
 
 const RUN_DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
-/// What the user gets: the API server, its CA, the run's token, its namespace.
+
+/// What the user gets: the API server, its CA, the run's token, and who the
+/// run is (its namespace, its ServiceAccount; its id names the directory).
 pub struct Credentials<'a> {
     pub server: &'a str,
     pub ca_pem: &'a [u8],
     pub token: &'a str,
-    pub namespace: &'a str,
-    pub service_account: &'a str,
+    pub identity: &'a RunIdentity,
 }
 
 /// Paths of the handed-over files (all inside `dir`).
@@ -66,13 +67,8 @@ pub fn planned(runtime: &Path, run: &RunId) -> Handover {
 /// handed to `uid:gid` last, so the user can never swap anything while root
 /// writes; an existing run directory is refused, never reused. On failure,
 /// whatever this call created is removed again.
-pub fn hand_over(
-    runtime: &Path,
-    run: &RunId,
-    uid: Uid,
-    gid: Gid,
-    creds: &Credentials,
-) -> Result<Handover> {
+pub fn hand_over(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<Handover> {
+    let run = &creds.identity.run;
     runtime_dir::require_absolute(runtime)?;
     let handover = planned(runtime, run);
     check_token(creds.token, uid)?;
@@ -118,7 +114,8 @@ pub fn hand_over(
 /// under a fresh name with exclusive creation and renamed over the old one
 /// through the directory's descriptor: a link the user planted is replaced,
 /// never followed. Readers see the old file or the new one, never half.
-pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
+pub fn refresh(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
+    let run = &creds.identity.run;
     let handover = planned(runtime, run);
     check_token(creds.token, uid)?;
     let kubeconfig = kubeconfig(&handover, creds)?;
@@ -200,7 +197,7 @@ fn kubeconfig(handover: &Handover, creds: &Credentials) -> Result<Vec<u8>> {
             handover.dir.display()
         ))
     })?;
-    let user = creds.service_account.to_string();
+    let user = creds.identity.service_account.clone();
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -214,7 +211,7 @@ fn kubeconfig(handover: &Handover, creds: &Credentials) -> Result<Vec<u8>> {
             "context": {
                 "cluster": KUBECONFIG_NAME,
                 "user": user,
-                "namespace": creds.namespace,
+                "namespace": creds.identity.namespace,
             },
         }],
         "current-context": KUBECONFIG_NAME,
@@ -286,6 +283,7 @@ mod tests {
     use crate::sys::fs::MAX_DEPTH;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::sync::LazyLock;
 
     const USER: u32 = 1234;
     const GROUP: u32 = 2345;
@@ -303,24 +301,23 @@ mod tests {
         (tmp, rt)
     }
 
+    static IDENTITY: LazyLock<RunIdentity> = LazyLock::new(|| RunIdentity {
+        run: run(),
+        namespace: "spark-alice".into(),
+        service_account: "alice-abcdefgh234567ab".into(),
+    });
+
     fn creds() -> Credentials<'static> {
         Credentials {
             server: "https://k8s.example:6443",
             ca_pem: b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             token: "eyJhbGciOi.abc.def",
-            namespace: "spark-alice",
-            service_account: "alice-abcdefgh234567ab",
+            identity: &IDENTITY,
         }
     }
 
     fn give(rt: &Path) -> Result<Handover> {
-        hand_over(
-            rt,
-            &run(),
-            Uid::from_raw(USER),
-            Gid::from_raw(GROUP),
-            &creds(),
-        )
+        hand_over(rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &creds())
     }
 
     fn assert_owned(path: &Path, perms: u32) {
@@ -400,8 +397,7 @@ mod tests {
         let (_tmp, rt) = runtime();
         let mut bad = creds();
         bad.token = "abc\n";
-        let err =
-            hand_over(&rt, &run(), Uid::from_raw(USER), Gid::from_raw(GROUP), &bad).unwrap_err();
+        let err = hand_over(&rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &bad).unwrap_err();
         assert_eq!(err.code, Code::Software);
         assert_eq!(fs::read_dir(&rt).unwrap().count(), 0);
     }

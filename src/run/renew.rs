@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use nix::unistd::{Gid, Uid};
 
 use crate::cluster::{Cluster, lease, token};
-use crate::policy::identity::RunId;
+use crate::policy::identity::RunIdentity;
 use crate::run::handover::{self, Credentials};
 use crate::run::supervise::Chore;
 
@@ -52,26 +52,26 @@ impl<'a> Renewal<'a> {
 
     fn renew_now(&mut self) -> crate::failure::Result<()> {
         let of = &self.of;
+        let id = of.identity;
         let minted = of.runtime.block_on(token::mint(
             of.cluster,
-            of.namespace,
-            of.service_account,
+            &id.namespace,
+            &id.service_account,
             of.ttl,
         ))?;
         of.runtime.block_on(lease::extend(
             of.cluster,
-            of.namespace,
-            of.service_account,
+            &id.namespace,
+            &id.service_account,
             &minted.expires,
         ))?;
         let credentials = Credentials {
             server: &of.cluster.server,
             ca_pem: &of.cluster.ca_pem,
             token: &minted.secret,
-            namespace: of.namespace,
-            service_account: of.service_account,
+            identity: id,
         };
-        handover::refresh(of.runtime_dir, of.run, of.uid, of.gid, &credentials)?;
+        handover::refresh(of.runtime_dir, of.uid, of.gid, &credentials)?;
         self.expires = minted.expires.parse().unwrap_or(self.expires);
         self.renewed += 1;
         Ok(())
@@ -83,11 +83,9 @@ pub struct RenewalParts<'a> {
     pub runtime: &'a tokio::runtime::Runtime,
     pub cluster: &'a Cluster,
     pub runtime_dir: &'a Path,
-    pub run: &'a RunId,
+    pub identity: &'a RunIdentity,
     pub uid: Uid,
     pub gid: Gid,
-    pub namespace: &'a str,
-    pub service_account: &'a str,
     pub ttl: Duration,
     pub before: Option<Duration>,
 }
@@ -103,7 +101,7 @@ impl Chore for Renewal<'_> {
             Err(e) => {
                 err!(
                     "kubesu: warning: renewing the token of run {}: {e}",
-                    self.of.run
+                    self.of.identity.run
                 );
                 self.next = Instant::now() + RETRY;
             }

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, lease, leftovers, namespace};
 use crate::failure::{Code, Failure, Result};
+use crate::policy::identity::RunIdentity;
 
 /// What a run created in the cluster.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Grant {
-    pub run: String,
-    pub namespace: String,
-    pub service_account: String,
+    pub identity: RunIdentity,
     /// Set when the run created a per-run namespace: deleted too.
     pub per_run_namespace: bool,
     /// Set for spark-submit runs: the pods, services, configmaps and claims
@@ -24,6 +23,7 @@ pub struct Grant {
 
 /// Revoke `grant`, retrying transient failures until `deadline` has passed.
 pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Result<()> {
+    let id = &grant.identity;
     let started = Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {
@@ -39,9 +39,9 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
                     format!(
                         "revoking run {} (ServiceAccount {}/{}) failed after {}s: {failure}. Its token expires \
                          on its own; `kubesu gc` removes what is left once the API server answers",
-                        grant.run,
-                        grant.namespace,
-                        grant.service_account,
+                        id.run,
+                        id.namespace,
+                        id.service_account,
                         started.elapsed().as_secs()
                     ),
                 ));
@@ -57,16 +57,17 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
 /// One concurrent round: the lease (ServiceAccount first in meaning: it
 /// kills the token), the per-run namespace, Spark's leftovers.
 async fn revoke_once(cluster: &Cluster, grant: &Grant) -> Result<()> {
-    let account = lease::release(cluster, &grant.namespace, &grant.service_account);
+    let id = &grant.identity;
+    let account = lease::release(cluster, &id.namespace, &id.service_account);
     let space = async {
         match grant.per_run_namespace {
-            true => namespace::delete(cluster, &grant.namespace).await,
+            true => namespace::delete(cluster, &id.namespace).await,
             false => Ok(()),
         }
     };
     let spark = async {
         match grant.spark_leftovers && !grant.per_run_namespace {
-            true => leftovers::delete_run(cluster, &grant.namespace, &grant.run).await,
+            true => leftovers::delete_run(cluster, &id.namespace, id.run.as_str()).await,
             false => Ok(()),
         }
     };
