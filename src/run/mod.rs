@@ -15,7 +15,10 @@ pub mod revoke;
 pub mod runtime_dir;
 pub mod supervise;
 
+use std::ffi::OsString;
 use std::path::Path;
+
+use serde_json::json;
 
 use crate::audit;
 use crate::cli::Target;
@@ -60,7 +63,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     let argv = launch::command_line(&who, &plan, &cluster);
 
     if target.dry_run {
-        plan::print(&config, &who, &plan, &argv);
+        print_dry_run(&config, &who, &plan, &argv);
         return Ok(0);
     }
     let audit_sink = audit::AuditSink {
@@ -154,7 +157,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
 }
 
 /// The audit record of a run, as it starts.
-fn start_record(who: &Authorized<'_>, plan: &Plan, argv: &[std::ffi::OsString]) -> Record {
+fn start_record(who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) -> Record {
     Record {
         event: Event::Start,
         identity: plan.identity.clone(),
@@ -193,6 +196,36 @@ fn hand_over(
         &credentials,
     )
     .map(drop)
+}
+
+/// `--dry-run`: what the run would create and start, as JSON on stdout.
+fn print_dry_run(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) {
+    let id = &plan.identity;
+    let shown = json!({
+        "dry_run": true,
+        "run": id.run,
+        "caller": who.caller,
+        "user": who.user.name,
+        "namespace": id.namespace,
+        "namespace_policy": format!("{:?}", plan.policy),
+        "objects": [
+            format!("Namespace/{} (if absent)", id.namespace),
+            format!("ServiceAccount/{}/{}", id.namespace, id.service_account),
+            format!("RoleBinding/{}/{} -> ClusterRole/{}", id.namespace, id.service_account, config.cluster.cluster_role),
+            format!("TokenRequest for {} seconds", who.ttl.as_secs()),
+        ],
+        "handover": plan.handover,
+        "program": who.program,
+        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "environment": launch::environment(config, who, plan)
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect::<Vec<_>>(),
+    });
+    out!(
+        "{}",
+        serde_json::to_string_pretty(&shown).unwrap_or_default()
+    );
 }
 
 fn warn_all(warnings: Vec<String>) {

@@ -3,10 +3,7 @@
 //! ServiceAccount, where the credentials will be handed over, and when it
 //! all expires.
 
-use std::ffi::OsString;
-
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use serde_json::json;
 
 use crate::failure::{Failure, Result};
 use crate::policy::config::Config;
@@ -14,7 +11,6 @@ use crate::policy::identity::{RunId, RunIdentity};
 use crate::policy::naming::{self, Policy};
 use crate::run::authorize::Authorized;
 use crate::run::handover::{self, Handover};
-use crate::run::launch;
 
 /// Everything decided before touching the cluster.
 pub struct Plan {
@@ -50,34 +46,4 @@ pub fn plan(config: &Config, who: &Authorized<'_>) -> Result<Plan> {
         policy,
         expires,
     })
-}
-
-/// `--dry-run`: what the run would create and start, as JSON on stdout.
-pub fn print(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) {
-    let id = &plan.identity;
-    let shown = json!({
-        "dry_run": true,
-        "run": id.run,
-        "caller": who.caller,
-        "user": who.user.name,
-        "namespace": id.namespace,
-        "namespace_policy": format!("{:?}", plan.policy),
-        "objects": [
-            format!("Namespace/{} (if absent)", id.namespace),
-            format!("ServiceAccount/{}/{}", id.namespace, id.service_account),
-            format!("RoleBinding/{}/{} -> ClusterRole/{}", id.namespace, id.service_account, config.cluster.cluster_role),
-            format!("TokenRequest for {} seconds", who.ttl.as_secs()),
-        ],
-        "handover": plan.handover,
-        "program": who.program,
-        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
-        "environment": launch::environment(config, who, plan)
-            .iter()
-            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
-            .collect::<Vec<_>>(),
-    });
-    out!(
-        "{}",
-        serde_json::to_string_pretty(&shown).unwrap_or_default()
-    );
 }
