@@ -1,6 +1,21 @@
 //! kubesu: run one command as an end user with temporary Kubernetes
 //! credentials scoped to one namespace, created for the run and revoked when
-//! it ends. See `man kubesu` and `run::run` for the phases.
+//! it ends.
+//!
+//! The house:
+//! - `run`: the root path of `kubesu run` and `kubesu shell`, phase by
+//!   phase (`run::run` reads as the list: authorize, plan, prepare, hand
+//!   over, launch, supervise and renew, revoke).
+//! - `admin`: the other modes, one module each: `gc`, `list`, `revoke`,
+//!   `check`, `rbac`.
+//! - `policy`: what the config allows and how things are named, decided
+//!   without the cluster: config, identity, naming, labels, environment,
+//!   spark-submit's arguments, the permission catalogue.
+//! - `cluster`: every call to the Kubernetes API, each with a deadline.
+//! - `sys`: the operating system: privilege drop, signals, processes,
+//!   accounts, root file access; the only place for `unsafe` and libc.
+//! - `audit`, `failure`, `cli`: the audit trail, kubesu's exit codes and
+//!   messages, the command line.
 
 // Every unsafe block and every call into libc lives in `sys`; the compiler
 // holds the rest of the crate to that.
@@ -117,6 +132,7 @@ fn refuse_set_id() -> failure::Result<()> {
     Ok(())
 }
 
+/// Every mode's entry.
 fn dispatch(cli: Cli) -> failure::Result<i32> {
     match cli.mode {
         Mode::Run(args) => run::run(

@@ -29,13 +29,13 @@ pub const DEFAULT_USER: &str = "kubesu";
 
 /// Whom the ClusterRoleBinding names: the identity in kubesu's kubeconfig.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
+pub enum Subject {
     User(String),
     ServiceAccount { namespace: String, name: String },
 }
 
-impl Identity {
-    pub fn from_args(args: &RbacArgs) -> Result<Identity> {
+impl Subject {
+    pub fn from_args(args: &RbacArgs) -> Result<Subject> {
         match (&args.user, &args.service_account) {
             (Some(_), Some(_)) => Err(Failure::usage(
                 "give either --user or --service-account, not both",
@@ -46,7 +46,7 @@ impl Identity {
                         "--user {user:?} is not a Kubernetes user name"
                     )));
                 }
-                Ok(Identity::User(user.clone()))
+                Ok(Subject::User(user.clone()))
             }
             (None, Some(account)) => {
                 let bad = || {
@@ -67,12 +67,12 @@ impl Identity {
                 if !valid(namespace) || !valid(name) || namespace.contains('.') {
                     return Err(bad());
                 }
-                Ok(Identity::ServiceAccount {
+                Ok(Subject::ServiceAccount {
                     namespace: namespace.into(),
                     name: name.into(),
                 })
             }
-            (None, None) => Ok(Identity::User(DEFAULT_USER.into())),
+            (None, None) => Ok(Subject::User(DEFAULT_USER.into())),
         }
     }
 }
@@ -143,7 +143,7 @@ pub fn spark_manifest(cluster_role_name: &str) -> String {
 }
 
 /// All three manifests, as one multi-document YAML stream.
-pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
+pub fn manifests(cluster_role_name: &str, subject: &Subject) -> String {
     let mut out = String::new();
     comment(
         &mut out,
@@ -171,15 +171,15 @@ pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
          subjects:\n",
         name = quote(KUBESU_ROLE)
     );
-    match identity {
-        Identity::User(user) => {
+    match subject {
+        Subject::User(user) => {
             let _ = write!(
                 out,
                 "- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: {}\n",
                 quote(user)
             );
         }
-        Identity::ServiceAccount { namespace, name } => {
+        Subject::ServiceAccount { namespace, name } => {
             let _ = write!(
                 out,
                 "- kind: ServiceAccount\n  namespace: {}\n  name: {}\n",
@@ -196,7 +196,7 @@ pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
 /// `kubesu rbac`: print the manifests. Needs only a readable config (for
 /// the Spark ClusterRole's name), not root.
 pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
-    let identity = Identity::from_args(args)?;
+    let subject = Subject::from_args(args)?;
     let invoker = Invoker::current();
     let chosen = config::chosen(config_path, invoker.came_through_sudo());
     let config = chosen.and_then(config::load).map_err(|mut failure| {
@@ -208,7 +208,7 @@ pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
         }
         failure
     })?;
-    out_raw!("{}", manifests(&config.cluster.cluster_role, &identity));
+    out_raw!("{}", manifests(&config.cluster.cluster_role, &subject));
     Ok(0)
 }
 
@@ -248,12 +248,12 @@ mod tests {
             "deploy/spark-clusterrole.yaml is stale: regenerate it with \
              `KUBESU_REGENERATE=1 cargo test --lib rbac`"
         );
-        assert!(manifests(&example_role(), &Identity::User("kubesu".into())).ends_with(DEPLOYED));
+        assert!(manifests(&example_role(), &Subject::User("kubesu".into())).ends_with(DEPLOYED));
     }
 
     #[test]
     fn the_manifests_are_three_documents() {
-        let yaml = manifests("spark-role", &Identity::User("kubesu".into()));
+        let yaml = manifests("spark-role", &Subject::User("kubesu".into()));
         let docs: Vec<&str> = yaml.split("\n---\n").collect();
         assert_eq!(docs.len(), 3, "{yaml}");
         assert!(docs[0].contains("kind: ClusterRole\nmetadata:\n  name: \"kubesu\"\n"));
@@ -289,7 +289,7 @@ mod tests {
     fn names_are_quoted_so_the_config_cannot_inject_yaml() {
         let yaml = manifests(
             "evil\"\n  verbs: [\"*\"]",
-            &Identity::User("u: x\n- kind: Group".into()),
+            &Subject::User("u: x\n- kind: Group".into()),
         );
         assert!(!yaml.contains("\n  verbs: [\"*\"]"));
         assert!(!yaml.contains("\n- kind: Group"));
@@ -299,17 +299,17 @@ mod tests {
     #[test]
     fn identities() {
         assert_eq!(
-            Identity::from_args(&args(None, None)).unwrap(),
-            Identity::User("kubesu".into())
+            Subject::from_args(&args(None, None)).unwrap(),
+            Subject::User("kubesu".into())
         );
         assert_eq!(
-            Identity::from_args(&args(Some("ops-kubesu"), None)).unwrap(),
-            Identity::User("ops-kubesu".into())
+            Subject::from_args(&args(Some("ops-kubesu"), None)).unwrap(),
+            Subject::User("ops-kubesu".into())
         );
-        let sa = Identity::from_args(&args(None, Some("kube-system/kubesu"))).unwrap();
+        let sa = Subject::from_args(&args(None, Some("kube-system/kubesu"))).unwrap();
         assert_eq!(
             sa,
-            Identity::ServiceAccount {
+            Subject::ServiceAccount {
                 namespace: "kube-system".into(),
                 name: "kubesu".into()
             }
@@ -321,10 +321,10 @@ mod tests {
         for bad in [
             "kubesu", "/kubesu", "ns/", "a/b/c", "NS/x", "ns/-x", "a.b/x",
         ] {
-            let err = Identity::from_args(&args(None, Some(bad))).unwrap_err();
+            let err = Subject::from_args(&args(None, Some(bad))).unwrap_err();
             assert_eq!(err.code, crate::failure::Code::Usage, "{bad}");
         }
-        assert!(Identity::from_args(&args(Some(""), None)).is_err());
-        assert!(Identity::from_args(&args(Some("a"), Some("b/c"))).is_err());
+        assert!(Subject::from_args(&args(Some(""), None)).is_err());
+        assert!(Subject::from_args(&args(Some("a"), Some("b/c"))).is_err());
     }
 }
