@@ -174,7 +174,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn appends_one_line_per_record() {
+        crate::sys::require_root();
         let (_tmp, path) = audit_path();
         let event = json!({"event": "run", "user": "alice", "note": "a\nb"});
         assert!(record(&file_sink(&path), &event).is_empty());
@@ -190,7 +192,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn creates_a_missing_parent_0700() {
+        crate::sys::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("kubesu/audit.log");
         assert!(record(&file_sink(&path), &json!({"a": 1})).is_empty());
@@ -200,7 +204,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn concurrent_records_stay_intact() {
+        crate::sys::require_root();
         let (_tmp, path) = audit_path();
         let padding = "x".repeat(3000);
         std::thread::scope(|s| {
@@ -287,7 +293,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn missing_syslog_is_a_warning() {
+        crate::sys::require_root();
         let (tmp, path) = audit_path();
         let sink = AuditSink {
             syslog: true,

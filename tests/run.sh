@@ -31,4 +31,4 @@ bash tests/testbed/syslog.sh start
 bash tests/testbed/bed.sh up
 eval "$(bash tests/testbed/bed.sh env)"
 
-cargo test --locked "$@"
+cargo test --locked --features root-tests "$@"

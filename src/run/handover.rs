@@ -332,7 +332,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn hands_over_private_files() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         assert_eq!(h.dir, rt.join(run().as_str()));
@@ -368,7 +370,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn refuses_an_existing_run_directory() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         let err = give(&rt).unwrap_err();
@@ -380,7 +384,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn refuses_a_planted_symlink() {
+        crate::sys::require_root();
         let (tmp, rt) = runtime();
         let target = tmp.path().join("elsewhere");
         fs::create_dir(&target).unwrap();
@@ -411,7 +417,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn remove_deletes_links_not_their_targets() {
+        crate::sys::require_root();
         let (tmp, rt) = runtime();
         let outside = tmp.path().join("precious");
         fs::write(&outside, "keep").unwrap();
@@ -438,7 +446,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn remove_deletes_a_planted_link_itself() {
+        crate::sys::require_root();
         let (tmp, rt) = runtime();
         let target = tmp.path().join("target");
         fs::create_dir(&target).unwrap();
@@ -450,7 +460,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn remove_refuses_too_deep_nesting() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         let mut deep = h.dir.clone();
@@ -463,7 +475,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn lists_only_run_ids() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         give(&rt).unwrap();
         let other = RunId::parse("zzzzzzzzzzzzzzzz").unwrap();

@@ -197,7 +197,9 @@ mod tests {
     const USER: u32 = 1234;
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn ensure_creates_a_missing_runtime_directory() {
+        crate::sys::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let rt = tmp.path().join("a/b/kubesu");
         ensure_runtime_dir(&rt).unwrap();
@@ -213,7 +215,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn ensure_refuses_unsafe_runtime_directories() {
+        crate::sys::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let real = tmp.path().join("real");
         fs::create_dir(&real).unwrap();
@@ -260,7 +264,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn check_runtime_dir_creates_nothing() {
+        crate::sys::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let rt = tmp.path().join("a/kubesu");
         assert!(!check_runtime_dir(&rt).unwrap());

@@ -81,3 +81,13 @@ pub fn hostname() -> String {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default()
 }
+
+/// For tests that need root (they run with `--features root-tests`): say so
+/// and fail, rather than fail on a confusing permission error.
+#[cfg(test)]
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root: run `cargo test --features root-tests` as root"
+    );
+}
