@@ -64,6 +64,10 @@ fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> 
         .collect()
 }
 
+/// Written here rather than with the `syslog` crate: kubesu needs exactly
+/// one datagram with a send timeout (a stalled daemon must not hang the
+/// revoking parent), and the crate's stream fallback and its own header
+/// formatting would add ways to block and nothing kubesu uses.
 fn send_syslog(socket: &Path, line: &str) -> std::result::Result<(), String> {
     let message = format!(
         "<{SYSLOG_PRIORITY}>{SYSLOG_TAG}[{}]: {line}",

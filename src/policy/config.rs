@@ -247,7 +247,9 @@ fn optional_duration<'de, D: serde::Deserializer<'de>>(
     duration(d).map(Some)
 }
 
-/// "90s", "30m", "2h", "1d", or plain seconds.
+/// "90s", "30m", "2h", "1d", or plain seconds: exactly what kubesu.toml(5)
+/// documents. Kept by hand: `humantime` would also accept months, years and
+/// nanoseconds, and refuse plain seconds, changing what a config means.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let split = text
