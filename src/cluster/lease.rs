@@ -2,8 +2,9 @@
 //! pid, boot id, process start, caller, user, expiry) so that `gc` can tell a
 //! live run from a dead one with nothing kept on local disk, and the
 //! RoleBinding that gives it the configured ClusterRole in its namespace.
-//! Deleting the ServiceAccount invalidates its tokens at once; the
-//! RoleBinding's owner reference lets the garbage collector remove it too.
+//! Deleting the ServiceAccount invalidates its tokens (within the API
+//! server's 10 s cache of successful token checks); the RoleBinding's owner
+//! reference lets the garbage collector remove it too.
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! not be. Before the token expires the supervising parent mints a new one
 //! for the same ServiceAccount, moves the lease's expiry, and rewrites the
 //! run's token and kubeconfig, which kubectl and Spark's client (fabric8,
-//! on a 401) read again. Revocation still ends every token at once.
+//! on a 401) read again. Revocation still ends every token of the run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};

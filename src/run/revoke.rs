@@ -1,7 +1,8 @@
 //! Phase 7: take back everything a run created. Deleting the ServiceAccount
-//! invalidates its tokens at once; the RoleBinding goes with it; a per-run
-//! namespace is deleted whole. Retried with backoff for a bounded time, then
-//! left to `gc` — loudly, never silently.
+//! invalidates its tokens (an API server may accept one for up to 10 s
+//! more: it caches successful checks); the RoleBinding goes with it; a
+//! per-run namespace is deleted whole. Retried with backoff for a bounded
+//! time, then left to `gc`: loudly, never silently.
 
 use std::time::{Duration, Instant};
 
