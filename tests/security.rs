@@ -689,7 +689,7 @@ async fn a_path_with_fake_programs_changes_nothing_kubesu_runs() {
 
 #[tokio::test]
 async fn forbidden_spark_settings_are_refused_through_sudo() {
-    // Every key in every syntax is unit-tested in src/spark.rs and
+    // Every key in every syntax is unit-tested in src/policy/spark/tests.rs and
     // property-tested in tests/properties.rs; these go the whole way.
     for args in [
         &["--conf", " spark.master =local", "app.py"][..],

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|arg| OsString::from_vec(arg.to_vec()))
         .collect();
     let denied = ["spark.kubernetes.driver.podTemplateFile".to_string()];
-    match spark::check(&args, &denied) {
+    match spark::refuse_overrides(&args, &denied) {
         Ok(()) => {
             // The first argument is an option spark-submit reads: it must
             // not be one that sets the master.

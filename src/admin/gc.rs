@@ -28,7 +28,7 @@ const CONCURRENCY: usize = 16;
 /// What gc removes, one object or set of objects each.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "what", rename_all = "kebab-case")]
-enum Target {
+enum Garbage {
     Lease {
         namespace: String,
         service_account: String,
@@ -52,7 +52,7 @@ enum Target {
 #[derive(Debug, serde::Serialize)]
 struct Action {
     #[serde(flatten)]
-    target: Target,
+    garbage: Garbage,
     run: String,
     reason: String,
     /// None on a dry run.
@@ -94,15 +94,15 @@ pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
 }
 
 fn print_action(action: &Action, dry_run: bool) {
-    let what = match &action.target {
-        Target::Lease {
+    let what = match &action.garbage {
+        Garbage::Lease {
             namespace,
             service_account,
         } => format!("lease ServiceAccount {namespace}/{service_account}"),
-        Target::Leftovers { kind, namespace } => format!("{kind:?}s in {namespace}"),
-        Target::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
-        Target::Namespace { name } => format!("per-run namespace {name}"),
-        Target::RunDirectory { path } => format!("run directory {path}"),
+        Garbage::Leftovers { kind, namespace } => format!("{kind:?}s in {namespace}"),
+        Garbage::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
+        Garbage::Namespace { name } => format!("per-run namespace {name}"),
+        Garbage::RunDirectory { path } => format!("run directory {path}"),
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     match &action.error {
@@ -139,8 +139,8 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
             continue;
         }
         dead_accounts.insert((found.namespace.clone(), found.service_account.clone()));
-        actions.push(planned(
-            Target::Lease {
+        actions.push(Action::new(
+            Garbage::Lease {
                 namespace: found.namespace.clone(),
                 service_account: found.service_account.clone(),
             },
@@ -150,8 +150,8 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     }
     let orphan = |run: &str| !live.contains(run);
     for item in spark.into_iter().filter(|l| orphan(&l.run)) {
-        actions.push(planned(
-            Target::Leftovers {
+        actions.push(Action::new(
+            Garbage::Leftovers {
                 kind: item.kind,
                 namespace: item.namespace,
             },
@@ -162,8 +162,8 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     for (namespace, name, run) in bindings {
         // A dead lease's RoleBinding goes with its lease.
         if orphan(&run) && !dead_accounts.contains(&(namespace.clone(), name.clone())) {
-            actions.push(planned(
-                Target::RoleBinding { namespace, name },
+            actions.push(Action::new(
+                Garbage::RoleBinding { namespace, name },
                 &run,
                 "no live lease",
             ));
@@ -172,13 +172,17 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     let old_enough = here.now - SignedDuration::try_from(grace).unwrap_or(SignedDuration::ZERO);
     for (name, run, created) in namespaces {
         if orphan(&run) && created.is_some_and(|c| c < old_enough) {
-            actions.push(planned(Target::Namespace { name }, &run, "no live lease"));
+            actions.push(Action::new(
+                Garbage::Namespace { name },
+                &run,
+                "no live lease",
+            ));
         }
     }
     for run in directories.iter().filter(|r| orphan(r.as_str())) {
         let path = runtime_dir.join(run.as_str()).display().to_string();
-        actions.push(planned(
-            Target::RunDirectory { path },
+        actions.push(Action::new(
+            Garbage::RunDirectory { path },
             run.as_str(),
             "no live lease",
         ));
@@ -186,13 +190,16 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     Ok(actions)
 }
 
-fn planned(target: Target, run: &str, reason: &str) -> Action {
-    Action {
-        target,
-        run: run.to_string(),
-        reason: reason.to_string(),
-        removed: None,
-        error: None,
+impl Action {
+    /// Found, not yet removed.
+    fn new(garbage: Garbage, run: &str, reason: &str) -> Action {
+        Action {
+            garbage,
+            run: run.to_string(),
+            reason: reason.to_string(),
+            removed: None,
+            error: None,
+        }
     }
 }
 
@@ -210,19 +217,19 @@ async fn remove(cluster: &Cluster, runtime_dir: &Path, actions: Vec<Action>) -> 
 }
 
 async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> Result<()> {
-    match &action.target {
-        Target::Lease {
+    match &action.garbage {
+        Garbage::Lease {
             namespace,
             service_account,
         } => lease::release(cluster, namespace, service_account).await,
-        Target::Leftovers { kind, namespace } => {
+        Garbage::Leftovers { kind, namespace } => {
             leftovers::delete_one(cluster, *kind, namespace, &action.run).await
         }
-        Target::RoleBinding { namespace, name } => {
+        Garbage::RoleBinding { namespace, name } => {
             lease::delete_binding(cluster, namespace, name).await
         }
-        Target::Namespace { name } => namespace::delete(cluster, name).await,
-        Target::RunDirectory { .. } => {
+        Garbage::Namespace { name } => namespace::delete(cluster, name).await,
+        Garbage::RunDirectory { .. } => {
             let run = crate::policy::identity::RunId::parse(&action.run)?;
             handover::remove(runtime_dir, &run)
         }

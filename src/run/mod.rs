@@ -49,7 +49,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     };
     let who = authorize::authorize(&config, &invoker, &request)?;
     if who.rule.spark_submit {
-        spark::check(&who.args, &config.spark.deny_conf)?;
+        spark::refuse_overrides(&who.args, &config.spark.deny_conf)?;
     }
     clock.done("authorize");
 

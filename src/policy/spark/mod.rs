@@ -61,7 +61,7 @@ const SHOWN_MAX: usize = 200;
 /// any user argument that would change what kubesu forces. `extra_denied`
 /// holds config keys from the administrator's deny list: an entry ending in
 /// '.' or '*' is a prefix ("spark.kubernetes.driver.podTemplate*"), else exact.
-pub fn check(user_args: &[OsString], extra_denied: &[String]) -> Result<()> {
+pub fn refuse_overrides(user_args: &[OsString], extra_denied: &[String]) -> Result<()> {
     let mut args = user_args.iter();
     // Once set, spark-submit keeps parsing options after the application.
     let mut mixed = false;

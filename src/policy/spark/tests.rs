@@ -12,7 +12,7 @@ fn os(args: &[&str]) -> Vec<OsString> {
 
 fn refused_with(args: &[OsString], denied: &[&str]) -> String {
     let denied: Vec<String> = denied.iter().map(|d| d.to_string()).collect();
-    match check(args, &denied) {
+    match refuse_overrides(args, &denied) {
         Ok(()) => panic!("{args:?} was allowed"),
         Err(failure) => {
             assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
@@ -37,7 +37,7 @@ fn refused(args: &[&str]) -> String {
 
 fn allowed_with(args: &[&str], denied: &[&str]) {
     let denied: Vec<String> = denied.iter().map(|d| d.to_string()).collect();
-    if let Err(failure) = check(&os(args), &denied) {
+    if let Err(failure) = refuse_overrides(&os(args), &denied) {
         panic!("{args:?} was refused: {}", failure.message);
     }
 }
@@ -457,7 +457,7 @@ fn handles_non_utf8_without_panicking() {
         invalid(b"app", b".jar"),
         invalid(b"--", b"master"),
     ];
-    assert!(check(&fine, &[]).is_ok());
+    assert!(refuse_overrides(&fine, &[]).is_ok());
 }
 
 #[test]
