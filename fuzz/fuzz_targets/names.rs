@@ -5,17 +5,8 @@
 #![no_main]
 
 use kubesu::policy::identity::RunId;
-use kubesu::policy::naming::{self, Policy};
+use kubesu::policy::naming::{self, Policy, is_dns_label};
 use libfuzzer_sys::fuzz_target;
-
-fn is_dns_label(s: &str) -> bool {
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    !s.is_empty()
-        && s.len() <= 63
-        && alnum(s.as_bytes()[0])
-        && alnum(s.as_bytes()[s.len() - 1])
-        && s.bytes().all(|b| alnum(b) || b == b'-')
-}
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -234,7 +234,7 @@ pub fn namespace(
 }
 
 /// Whether `s` is a DNS-1123 label: 1-63 of [a-z0-9-], alphanumeric at both ends.
-fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = s.as_bytes();
     match (bytes.first(), bytes.last()) {
