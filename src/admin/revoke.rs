@@ -54,6 +54,20 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
     }
     let mut failures = Vec::new();
     for lease in mine {
+        let Ok(run) = RunId::parse(&lease.run) else {
+            let forged = Failure::data(format!(
+                "lease ServiceAccount {}/{} carries run label {:?}, which kubesu never writes: \
+                 inspect it and delete it by hand (kubectl delete serviceaccount -n {} {})",
+                lease.namespace,
+                lease.service_account,
+                lease.run,
+                lease.namespace,
+                lease.service_account
+            ));
+            err!("kubesu: {forged}");
+            failures.push(forged);
+            continue;
+        };
         // A per-run namespace is named from its run: deleting it is revoking.
         let per_run = session.runtime.block_on(namespace::is_run_namespace(
             cluster,
@@ -62,7 +76,7 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
         ))?;
         let grant = Grant {
             identity: RunIdentity {
-                run: RunId::parse(&lease.run)?,
+                run,
                 namespace: lease.namespace.clone(),
                 service_account: lease.service_account.clone(),
             },

@@ -54,7 +54,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     clock.done("authorize");
 
     let plan = plan::plan(&config, &who)?;
-    clock.done("name");
+    clock.done("name"); // the phase's key in phases_ms, which platforms read
 
     // From here on signals wait for kubesu to handle them: a SIGTERM during
     // prepare must still lead to a clean revocation.
