@@ -55,17 +55,26 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
     let mut failures = Vec::new();
     for lease in mine {
         let Ok(run) = RunId::parse(&lease.run) else {
-            let forged = Failure::data(format!(
-                "lease ServiceAccount {}/{} carries run label {:?}, which kubesu never writes: \
-                 inspect it and delete it by hand (kubectl delete serviceaccount -n {} {})",
-                lease.namespace,
-                lease.service_account,
-                lease.run,
-                lease.namespace,
-                lease.service_account
+            // Not a run id kubesu writes: still take the credentials back;
+            // without a run id there are no leftovers to find by it.
+            let released = session.runtime.block_on(lease::release(
+                cluster,
+                &lease.namespace,
+                &lease.service_account,
             ));
-            err!("kubesu: {forged}");
-            failures.push(forged);
+            match released {
+                Ok(()) => out!(
+                    "revoked lease ServiceAccount {}/{}; its run label {:?} is not a kubesu run id, \
+                     so look for what else it left by hand",
+                    lease.namespace,
+                    lease.service_account,
+                    lease.run
+                ),
+                Err(e) => {
+                    err!("kubesu: {e}");
+                    failures.push(e);
+                }
+            }
             continue;
         };
         // A per-run namespace is named from its run: deleting it is revoking.
