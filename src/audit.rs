@@ -4,8 +4,7 @@
 //! Auditing never makes a finished job fail: every problem comes back as a
 //! warning for the caller to print.
 
-use std::ffi::OsStr;
-use std::fs::{DirBuilder, File};
+use std::fs::DirBuilder;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
@@ -13,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open, openat};
-use nix::sys::stat::Mode;
+
+use crate::sys::fs::open_append;
 
 /// The local syslog socket, as syslog(3) uses.
 const SYSLOG_SOCKET: &str = "/dev/log";
@@ -40,13 +39,14 @@ pub struct AuditSink<'a> {
 /// parent created 0700 if missing), must be a root-owned regular file with
 /// one link and no group or other write bit, and gets each record in one
 /// write(2) so concurrent runs never interleave lines.
-pub fn record(sink: &AuditSink, event: &serde_json::Value) -> Vec<String> {
+pub fn record(sink: &AuditSink, event: &impl serde::Serialize) -> Vec<String> {
     record_to(sink, event, Path::new(SYSLOG_SOCKET))
 }
 
-fn record_to(sink: &AuditSink, event: &serde_json::Value, socket: &Path) -> Vec<String> {
+fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> Vec<String> {
     // Compact JSON escapes every control character, so this is one line.
-    let line = match serde_json::to_string(event) {
+    // Through a Value, so its keys come sorted as they always have.
+    let line = match serde_json::to_value(event).and_then(|v| serde_json::to_string(&v)) {
         Ok(line) => line,
         Err(e) => {
             return vec![format!(
@@ -64,6 +64,10 @@ fn record_to(sink: &AuditSink, event: &serde_json::Value, socket: &Path) -> Vec<
         .collect()
 }
 
+/// Written here rather than with the `syslog` crate: kubesu needs exactly
+/// one datagram with a send timeout (a stalled daemon must not hang the
+/// revoking parent), and the crate's stream fallback and its own header
+/// formatting would add ways to block and nothing kubesu uses.
 fn send_syslog(socket: &Path, line: &str) -> std::result::Result<(), String> {
     let message = format!(
         "<{SYSLOG_PRIORITY}>{SYSLOG_TAG}[{}]: {line}",
@@ -107,7 +111,7 @@ fn append(path: &Path, line: &str) -> std::result::Result<(), String> {
         }
         _ => {}
     }
-    let file = open_file(parent, name).map_err(|e| match e {
+    let file = open_append(parent, name, FILE_MODE).map_err(|e| match e {
         Errno::ELOOP => warning(&"it is a symbolic link"),
         Errno::ENOTDIR if parent.symlink_metadata().is_ok_and(|m| m.is_symlink()) => warning(
             &format!("its directory {} is a symbolic link", parent.display()),
@@ -143,32 +147,10 @@ fn append(path: &Path, line: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Open the file relative to its directory, following no symlink in either
-/// of the last two components. O_NONBLOCK keeps a planted FIFO from hanging
-/// the open; it does not affect a regular file.
-fn open_file(parent: &Path, name: &OsStr) -> nix::Result<File> {
-    let dir = open(
-        parent,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let fd = openat(
-        &dir,
-        name,
-        OFlag::O_WRONLY
-            | OFlag::O_APPEND
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK,
-        Mode::from_bits_truncate(FILE_MODE),
-    )?;
-    Ok(File::from(fd))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::stat::Mode;
     use serde_json::json;
     use std::fs;
     use std::os::unix::fs::{PermissionsExt, symlink};
@@ -196,7 +178,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn appends_one_line_per_record() {
+        crate::sys::require_root();
         let (_tmp, path) = audit_path();
         let event = json!({"event": "run", "user": "alice", "note": "a\nb"});
         assert!(record(&file_sink(&path), &event).is_empty());
@@ -212,7 +196,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn creates_a_missing_parent_0700() {
+        crate::sys::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("kubesu/audit.log");
         assert!(record(&file_sink(&path), &json!({"a": 1})).is_empty());
@@ -222,7 +208,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn concurrent_records_stay_intact() {
+        crate::sys::require_root();
         let (_tmp, path) = audit_path();
         let padding = "x".repeat(3000);
         std::thread::scope(|s| {
@@ -309,7 +297,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn missing_syslog_is_a_warning() {
+        crate::sys::require_root();
         let (tmp, path) = audit_path();
         let sink = AuditSink {
             syslog: true,

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub const DEFAULT_CONFIG: &str = "/etc/kubesu/config.toml";
-
 /// Run a command as an end user with temporary Kubernetes credentials,
 /// scoped to one namespace, created for this run and revoked when it ends.
 #[derive(Debug, Parser)]

@@ -18,8 +18,7 @@ pub enum Code {
     Software = 70,
     /// The caller, the user or the command is not permitted.
     NoPerm = 77,
-    /// The configuration is missing, malformed or unsafe, or the mode is not
-    /// implemented yet.
+    /// The configuration is missing, malformed or unsafe.
     Config = 78,
 }
 

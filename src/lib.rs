@@ -1,6 +1,25 @@
 //! kubesu: run one command as an end user with temporary Kubernetes
 //! credentials scoped to one namespace, created for the run and revoked when
-//! it ends. See `man kubesu` and `run::run` for the phases.
+//! it ends.
+//!
+//! The house:
+//! - `run`: the root path of `kubesu run` and `kubesu shell`, phase by
+//!   phase (`run::run` reads as the list: authorize, plan, prepare, hand
+//!   over, launch, supervise and renew, revoke).
+//! - `admin`: the other modes, one module each: `gc`, `list`, `revoke`,
+//!   `check`, `rbac`.
+//! - `policy`: what the config allows and how things are named, decided
+//!   without the cluster: config, identity, naming, labels, environment,
+//!   spark-submit's arguments, the permission catalogue.
+//! - `cluster`: every call to the Kubernetes API, each with a deadline.
+//! - `sys`: the operating system: privilege drop, signals, processes,
+//!   accounts, root file access; the only place for `unsafe` and libc.
+//! - `audit`, `failure`, `cli`: the audit trail, kubesu's exit codes and
+//!   messages, the command line.
+
+// Every unsafe block and every call into libc lives in `sys`; the compiler
+// holds the rest of the crate to that.
+#![deny(unsafe_code)]
 
 /// `println!` that never panics: a reader that went away (`kubesu list |
 /// head`) must not abort kubesu.
@@ -30,24 +49,12 @@ macro_rules! out_raw {
 
 pub mod admin;
 pub mod audit;
-pub mod authorize;
-pub mod check;
 pub mod cli;
 pub mod cluster;
-pub mod config;
-pub mod environment;
 pub mod failure;
-pub mod gc;
-pub mod handover;
-pub mod list;
-pub mod liveness;
-pub mod naming;
-pub mod rbac;
-pub mod renew;
-pub mod revoke;
+pub mod policy;
 pub mod run;
-pub mod spark;
-pub mod supervise;
+#[allow(unsafe_code)]
 pub mod sys;
 
 use clap::Parser;
@@ -125,22 +132,23 @@ fn refuse_set_id() -> failure::Result<()> {
     Ok(())
 }
 
+/// Every mode's entry.
 fn dispatch(cli: Cli) -> failure::Result<i32> {
     match cli.mode {
         Mode::Run(args) => run::run(
             cli.config.as_deref(),
             &args.target,
-            authorize::Program::Command(&args.command),
+            run::authorize::Program::Command(&args.command),
         ),
         Mode::Shell(args) => run::run(
             cli.config.as_deref(),
             &args.target,
-            authorize::Program::Shell(args.shell.as_deref()),
+            run::authorize::Program::Shell(args.shell.as_deref()),
         ),
-        Mode::Gc(args) => gc::gc(cli.config.as_deref(), &args),
-        Mode::List(args) => list::list(cli.config.as_deref(), &args),
-        Mode::Revoke(args) => revoke::command(cli.config.as_deref(), &args),
-        Mode::Check(args) => check::check(cli.config.as_deref(), args.json),
-        Mode::Rbac(args) => rbac::rbac(cli.config.as_deref(), &args),
+        Mode::Gc(args) => admin::gc::gc(cli.config.as_deref(), &args),
+        Mode::List(args) => admin::list::list(cli.config.as_deref(), &args),
+        Mode::Revoke(args) => admin::revoke::revoke(cli.config.as_deref(), &args),
+        Mode::Check(args) => admin::check::check(cli.config.as_deref(), args.json),
+        Mode::Rbac(args) => admin::rbac::rbac(cli.config.as_deref(), &args),
     }
 }

@@ -7,20 +7,13 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::proxy::{Fault, FaultProxy};
+use common::proxy::{Fault, FaultProxy, api_port};
 use common::*;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::ListParams;
 
 const SH: &str = "/usr/bin/sh";
-
-fn api_port() -> u16 {
-    std::env::var("KUBESU_TESTBED_API_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(16443)
-}
 
 /// A proxy, and a root-owned config whose kubesu talks to the cluster
 /// through it (users still get the real server).
@@ -33,24 +26,9 @@ impl Faulty {
     fn new(name: &str, revoke_timeout: &str) -> Faulty {
         install();
         let proxy = FaultProxy::start(api_port());
-        let kubeconfig =
-            std::fs::read_to_string("/etc/kubesu/kubeconfig").expect("kubesu's kubeconfig");
-        let server = format!("https://127.0.0.1:{}", api_port());
-        let kubeconfig_path = format!("/etc/kubesu/test-{name}.kubeconfig");
-        std::fs::write(&kubeconfig_path, kubeconfig.replace(&server, &proxy.url()))
-            .expect("write kubeconfig");
-        std::fs::set_permissions(
-            &kubeconfig_path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .expect("chmod");
-        let config = config_variant(
+        let config = proxy.config_variant(
             name,
             &[
-                (
-                    "kubeconfig = \"/etc/kubesu/kubeconfig\"",
-                    &format!("kubeconfig = \"{kubeconfig_path}\"\nserver = \"{server}\""),
-                ),
                 ("request_timeout = \"10s\"", "request_timeout = \"3s\""),
                 (
                     "revoke_timeout = \"30s\"",

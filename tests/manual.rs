@@ -266,7 +266,7 @@ fn the_committed_completions_are_current() {
 
 use std::collections::BTreeMap;
 
-use kubesu::config::Config;
+use kubesu::policy::config::Config;
 
 const EXAMPLE: &str = include_str!("../examples/config.toml");
 const BOGUS: &str = "kubesu_manual_probe";

@@ -2,8 +2,9 @@
 //! sets it after `dpkg -i` of packaging/build-deb.sh's .deb) the end-to-end
 //! tests run against the packaged /usr/sbin/kubesu; this checks that it is
 //! the packaged one and that the package put the rest where an administrator
-//! looks for it. Without KUBESU_TEST_INSTALLED=1 (a bare `cargo test`, which
-//! installs the cargo-built binary) there is no package to check.
+//! looks for it. Without KUBESU_TEST_INSTALLED=1 (a bare `cargo test
+//! --features root-tests`, which installs the cargo-built binary) there is
+//! no package to check.
 
 use std::process::Command;
 

@@ -1,57 +1,54 @@
-//! Property tests (issue 6; cargo-fuzz needs nightly): the spark-submit
-//! argument policy, the config parser and the naming functions on many
-//! generated inputs. A small deterministic generator keeps every run the same
-//! and needs no crate; KUBESU_PROPERTY_CASES scales the number of cases
-//! (e.g. 1000000 for a long local run), KUBESU_PROPERTY_SEED changes the seed.
-//! No root, no cluster: these run anywhere in a few seconds.
+//! Property tests with proptest: the spark-submit argument policy, the
+//! config parser and the naming functions on generated inputs, shrunk to a
+//! smallest failing case when one fails. Failures are kept in
+//! tests/properties.proptest-regressions (commit it: those cases then run
+//! first, every time). PROPTEST_CASES sets the number of cases of every
+//! test (e.g. 100000 for a long local run). No root, no cluster: these run
+//! anywhere in seconds. The fuzz targets in fuzz/ explore the same
+//! functions without a generator's idea of what inputs look like.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use kubesu::config::Config;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::FileFailurePersistence;
+
 use kubesu::failure::Code;
-use kubesu::naming::{self, Policy, RunId};
-use kubesu::spark;
+use kubesu::policy::config::Config;
+use kubesu::policy::identity::RunId;
+use kubesu::policy::naming::{self, Policy};
+use kubesu::policy::spark;
 
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn new(salt: u64) -> Self {
-        let seed = std::env::var("KUBESU_PROPERTY_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x9e37_79b9_7f4a_7c15u64);
-        Rng((seed ^ salt.wrapping_mul(0x2545_f491_4f6c_dd1d)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
+/// `cases` cases, unless PROPTEST_CASES says otherwise; failures kept
+/// beside this file.
+fn cases(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(cases);
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(cases)
     }
 }
 
-fn cases(default: usize) -> usize {
-    std::env::var("KUBESU_PROPERTY_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+/// Anything, including control characters, non-ASCII and quotes.
+fn text(max: usize) -> impl Strategy<Value = String> {
+    const CHARS: &[char] = &[
+        'a', 'z', 'A', '0', '9', '.', '-', '_', '=', ' ', '\t', '\n', '"', '\'', '\\', '/', '@',
+        '*', '$', 'é', '\u{202e}', '\u{feff}', '\u{fffd}', '\u{1b}', '\u{0}', '-', '-', 'D',
+    ];
+    vec(select(CHARS), 0..=max).prop_map(String::from_iter)
+}
+
+/// Arbitrary bytes (NUL-free: argv cannot carry NUL), often not UTF-8.
+fn bytes(max: usize) -> impl Strategy<Value = OsString> {
+    vec(1u8..=255, 0..=max).prop_map(OsString::from_vec)
 }
 
 // --- spark-submit ----------------------------------------------------------
@@ -104,92 +101,77 @@ const HARMLESS_CONFS: &[&str] = &[
 ];
 
 /// Arguments before the application that are allowed, as whole groups.
-fn harmless_option(rng: &mut Rng) -> Vec<String> {
-    match rng.below(9) {
-        0 => vec!["--conf".into(), (*rng.pick(HARMLESS_CONFS)).into()],
-        1 => vec![format!("--conf={}", rng.pick(HARMLESS_CONFS))],
-        2 => vec!["-c".into(), (*rng.pick(HARMLESS_CONFS)).into()],
-        3 => vec![(*rng.pick(&["-v", "--verbose", "--supervise"])).into()],
-        4 => vec![
-            "--deploy-mode".into(),
-            (*rng.pick(&["cluster", "client"])).into(),
-        ],
-        5 => vec!["--name".into(), random_text(rng, 12)],
-        6 => vec![format!("--executor-memory={}g", rng.below(64))],
-        7 => vec!["--class".into(), "com.example.Main".into()],
-        _ => vec!["--jars".into(), "a.jar,b.jar".into()],
-    }
+fn harmless_option() -> impl Strategy<Value = Vec<String>> {
+    let conf = || select(HARMLESS_CONFS);
+    prop_oneof![
+        conf().prop_map(|c| vec!["--conf".into(), c.into()]),
+        conf().prop_map(|c| vec![format!("--conf={c}")]),
+        conf().prop_map(|c| vec!["-c".into(), c.into()]),
+        select(&["-v", "--verbose", "--supervise"][..]).prop_map(|s| vec![s.into()]),
+        select(&["cluster", "client"][..]).prop_map(|m| vec!["--deploy-mode".into(), m.into()]),
+        text(12).prop_map(|name| vec!["--name".into(), name]),
+        (0..64u32).prop_map(|g| vec![format!("--executor-memory={g}g")]),
+        Just(vec!["--class".into(), "com.example.Main".into()]),
+        Just(vec!["--jars".into(), "a.jar,b.jar".into()]),
+    ]
 }
 
 /// Java's String.trim and Unicode whitespace, which kubesu also trims.
 const PADDING: &[&str] = &["", "", "", " ", "\t", "  ", "\u{a0}", "\u{2003}", "\n"];
 
+/// The Java options settings Spark passes to a JVM.
+const JAVA_KEYS: &[&str] = &[
+    "spark.driver.extraJavaOptions",
+    "spark.executor.extraJavaOptions",
+    "spark.driver.defaultJavaOptions",
+    "spark.kubernetes.driverEnv.JAVA_TOOL_OPTIONS",
+    "spark.executorEnv._JAVA_OPTIONS",
+];
+
 /// A forbidden setting in one of the syntaxes Spark reads, as arguments.
-fn forbidden_setting(rng: &mut Rng) -> Vec<String> {
-    let key = format!(
-        "{}{}{}",
-        rng.pick(PADDING),
-        rng.pick(FORBIDDEN_KEYS),
-        rng.pick(PADDING)
-    );
-    let key = if key.contains("kubesu.io") || key.contains("KUBESU") || key.contains("Kubesu") {
-        key
-    } else if rng.chance(20) && key.trim().ends_with("authenticate") {
-        format!("{key}.{}", random_text(rng, 8).replace(['=', ' '], ""))
-    } else {
-        key
-    };
-    let value = random_text(rng, 10).replace('\0', "");
-    let pair = format!("{key}={value}");
-    let java_key = *rng.pick(&[
-        "spark.driver.extraJavaOptions",
-        "spark.executor.extraJavaOptions",
-        "spark.driver.defaultJavaOptions",
-        "spark.kubernetes.driverEnv.JAVA_TOOL_OPTIONS",
-        "spark.executorEnv._JAVA_OPTIONS",
-    ]);
-    let flag = format!(
-        "-Xmx1g -D{}={}",
-        key.trim(),
-        value.replace(char::is_whitespace, "")
-    );
-    match rng.below(8) {
-        0 => vec!["--conf".into(), pair],
-        1 => vec![format!("--conf={pair}")],
-        2 => vec!["-c".into(), pair],
-        3 => {
-            let option = *rng.pick(FORBIDDEN_OPTIONS);
-            if rng.chance(50) {
-                vec![option.into(), value]
-            } else {
-                vec![format!("{option}={value}")]
-            }
-        }
-        4 => vec!["--driver-java-options".into(), flag],
-        5 => vec![format!("--driver-java-options={flag}")],
-        6 => vec!["--conf".into(), format!("{java_key}={flag}")],
-        _ => vec!["-c".into(), format!("{java_key}='{flag}'")],
-    }
-}
-
-/// Anything, including control characters, non-ASCII and quotes.
-fn random_text(rng: &mut Rng, max: usize) -> String {
-    const CHARS: &[char] = &[
-        'a', 'z', 'A', '0', '9', '.', '-', '_', '=', ' ', '\t', '\n', '"', '\'', '\\', '/', '@',
-        '*', '$', 'é', '\u{202e}', '\u{feff}', '\u{fffd}', '\u{1b}', '\u{0}', '-', '-', 'D',
-    ];
-    let len = rng.below(max + 1);
-    (0..len).map(|_| *rng.pick(CHARS)).collect()
-}
-
-/// Arbitrary bytes (NUL-free: argv cannot carry NUL), often not UTF-8.
-fn random_bytes(rng: &mut Rng, max: usize) -> OsString {
-    let len = rng.below(max + 1);
-    OsString::from_vec((0..len).map(|_| (rng.below(255) + 1) as u8).collect())
+fn forbidden_setting() -> impl Strategy<Value = Vec<String>> {
+    (
+        (select(PADDING), select(FORBIDDEN_KEYS), select(PADDING)),
+        prop::option::weighted(0.2, text(8)),
+        text(10),
+        select(JAVA_KEYS),
+        select(FORBIDDEN_OPTIONS),
+        any::<bool>(),
+        0..8u8,
+    )
+        .prop_map(
+            |((before, key, after), suffix, value, java_key, option, inline, syntax)| {
+                let mut key = format!("{before}{key}{after}");
+                // Below the prefix "spark.kubernetes.authenticate", any key.
+                if let Some(suffix) = suffix
+                    && key.trim().ends_with("authenticate")
+                {
+                    key = format!("{key}.{}", suffix.replace(['=', ' '], ""));
+                }
+                let value = value.replace('\0', "");
+                let pair = format!("{key}={value}");
+                let flag = format!(
+                    "-Xmx1g -D{}={}",
+                    key.trim(),
+                    value.replace(char::is_whitespace, "")
+                );
+                match syntax {
+                    0 => vec!["--conf".into(), pair],
+                    1 => vec![format!("--conf={pair}")],
+                    2 => vec!["-c".into(), pair],
+                    3 if inline => vec![format!("{option}={value}")],
+                    3 => vec![option.into(), value],
+                    4 => vec!["--driver-java-options".into(), flag],
+                    5 => vec![format!("--driver-java-options={flag}")],
+                    6 => vec!["--conf".into(), format!("{java_key}={flag}")],
+                    _ => vec!["-c".into(), format!("{java_key}='{flag}'")],
+                }
+            },
+        )
 }
 
 /// An argument from spark-submit's vocabulary, or noise.
-fn any_argument(rng: &mut Rng) -> OsString {
+fn any_argument() -> impl Strategy<Value = OsString> {
     const WORDS: &[&str] = &[
         "--conf",
         "-c",
@@ -222,65 +204,128 @@ fn any_argument(rng: &mut Rng) -> OsString {
         "--supervise",
         "-c=spark.master=x",
     ];
-    match rng.below(4) {
-        0 => random_bytes(rng, 24),
-        1 => OsString::from(random_text(rng, 24)),
-        _ => {
-            let word = *rng.pick(WORDS);
-            if rng.chance(20) {
-                OsString::from(format!("{word}{}", random_text(rng, 6)))
-            } else {
-                OsString::from(word)
-            }
-        }
-    }
+    prop_oneof![
+        1 => bytes(24),
+        1 => text(24).prop_map(OsString::from),
+        2 => (select(WORDS), prop::option::weighted(0.2, text(6))).prop_map(|(word, tail)| {
+            OsString::from(format!("{word}{}", tail.unwrap_or_default()))
+        }),
+    ]
 }
 
 fn os(args: &[String]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-#[test]
-fn spark_check_never_panics_and_only_refuses_as_data_errors() {
-    let mut rng = Rng::new(1);
-    let denied = vec![
+/// Keys the tests' config denies on top of the built-in ones.
+fn denied() -> Vec<String> {
+    vec![
         "spark.kubernetes.driver.podTemplateFile".to_string(),
         "spark.kubernetes.executor.volumes.".into(),
         "spark.jars*".into(),
-    ];
-    for _ in 0..cases(20_000) {
-        let len = rng.below(12);
-        let args: Vec<OsString> = (0..len).map(|_| any_argument(&mut rng)).collect();
-        let result = std::panic::catch_unwind(|| spark::check(&args, &denied));
-        match result {
-            Err(_) => panic!("spark::check panicked on {args:?}"),
-            Ok(Ok(())) => {}
-            Ok(Err(failure)) => {
-                assert_eq!(failure.code, Code::DataErr, "{args:?}: {}", failure.message);
-                assert!(
-                    failure.message.starts_with("spark-submit argument \""),
-                    "{}",
-                    failure.message
-                );
-                assert!(
-                    !failure.message.contains('\n') && !failure.message.contains('\u{1b}'),
-                    "the message carries raw control characters: {:?}",
-                    failure.message
-                );
-                assert!(
-                    failure.message.chars().count() < 1000,
-                    "{}",
-                    failure.message
-                );
-            }
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(5_000))]
+
+    #[test]
+    fn spark_check_never_panics_and_only_refuses_as_data_errors(
+        args in vec(any_argument(), 0..12)
+    ) {
+        // A panic fails the test with the shrunk arguments.
+        if let Err(failure) = spark::refuse_overrides(&args, &denied()) {
+            prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
+            prop_assert!(
+                failure.message.starts_with("spark-submit argument \""),
+                "{}",
+                failure.message
+            );
+            prop_assert!(
+                !failure.message.contains('\n') && !failure.message.contains('\u{1b}'),
+                "the message carries raw control characters: {:?}",
+                failure.message
+            );
+            prop_assert!(failure.message.chars().count() < 1000, "{}", failure.message);
+        }
+    }
+
+    #[test]
+    fn forbidden_settings_are_refused_in_every_syntax_and_position(
+        harmless in vec(harmless_option(), 0..5),
+        mixed in prop::option::weighted(0.2, text(6)),
+        forbidden in forbidden_setting(),
+        application in prop::option::of(text(8)),
+    ) {
+        let mut before: Vec<String> = harmless.concat();
+        // With a class of Spark's own, options keep being parsed after the
+        // application: put the forbidden one after it.
+        if let Some(application) = &mixed {
+            before.extend(["--class".into(), "org.apache.spark.repl.Main".into()]);
+            before.push(application.replace('-', "x") + "x");
+        }
+        let mut sane = before.clone();
+        if mixed.is_none() {
+            sane.push("app.py".into());
+        }
+        prop_assert!(
+            spark::refuse_overrides(&os(&sane), &[]).is_ok(),
+            "the generator made a refused prefix: {:?}",
+            sane
+        );
+        let mut args = before;
+        args.extend(forbidden.iter().cloned());
+        if let Some(argument) = application {
+            args.push("app.py".into());
+            args.push(argument);
+        }
+        match spark::refuse_overrides(&os(&args), &[]) {
+            Ok(()) => prop_assert!(false, "{:?} was allowed in {:?}", forbidden, args),
+            Err(failure) => prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message),
+        }
+    }
+
+    #[test]
+    fn denied_keys_from_the_config_are_refused_like_built_in_ones(
+        key in select(&[
+            "spark.kubernetes.driver.podTemplateFile",
+            "spark.kubernetes.executor.volumes.hostPath.x.mount.path",
+            "spark.jars",
+        ][..]),
+        before in select(PADDING),
+        after in select(PADDING),
+        syntax in 0..4u8,
+    ) {
+        let pair = format!("{before}{key}{after}=v");
+        let args = match syntax {
+            0 => vec!["--conf".to_string(), pair],
+            1 => vec![format!("--conf={pair}")],
+            2 => vec!["-c".into(), pair],
+            _ => vec!["--driver-java-options".into(), format!("-D{key}=v")],
+        };
+        prop_assert!(spark::refuse_overrides(&os(&args), &denied()).is_err(), "{:?} was allowed", args);
+    }
+
+    #[test]
+    fn everything_after_the_application_file_belongs_to_the_application(
+        harmless in vec(harmless_option(), 0..4),
+        after in vec(any_argument(), 0..10),
+    ) {
+        let mut args = os(&harmless.concat());
+        // A class outside Spark's own package keeps the usual rule.
+        args.extend(os(&["--class".into(), "com.example.Main".into()]));
+        args.push("app.jar".into());
+        args.extend(after);
+        if let Err(failure) = spark::refuse_overrides(&args, &[]) {
+            prop_assert!(false, "{:?} was refused: {}", args, failure.message);
         }
     }
 }
 
 /// Found by the property tests below: `--name=x` took the argument after it
 /// as its value too, so that argument was never checked and
-/// `--name=x --master k8s://evil app.py` passed (src/spark.rs `check` calls
-/// `args.next()` even when the value is inline).
+/// `--name=x --master k8s://evil app.py` passed (the policy called
+/// `args.next()` even when the value was inline).
 #[test]
 fn an_inline_option_value_does_not_hide_the_next_argument() {
     for inline in [
@@ -299,98 +344,9 @@ fn an_inline_option_value_does_not_hide_the_next_argument() {
             args.extend(hidden.iter().map(|s| s.to_string()));
             args.push("app.py".into());
             assert!(
-                spark::check(&os(&args), &[]).is_err(),
+                spark::refuse_overrides(&os(&args), &[]).is_err(),
                 "{args:?} was allowed: the argument after {inline} was not checked"
             );
-        }
-    }
-}
-
-#[test]
-fn forbidden_settings_are_refused_in_every_syntax_and_position() {
-    let mut rng = Rng::new(2);
-    for _ in 0..cases(20_000) {
-        let mut before: Vec<String> = Vec::new();
-        for _ in 0..rng.below(5) {
-            before.extend(harmless_option(&mut rng));
-        }
-        // With a class of Spark's own, options keep being parsed after the
-        // application: put the forbidden one after it.
-        let mixed = rng.chance(20);
-        if mixed {
-            before.extend(["--class".into(), "org.apache.spark.repl.Main".into()]);
-            before.push(random_text(&mut rng, 6).replace('-', "x") + "x");
-        }
-        let sanity = {
-            let mut args = before.clone();
-            if !mixed {
-                args.push("app.py".into());
-            }
-            args
-        };
-        assert!(
-            spark::check(&os(&sanity), &[]).is_ok(),
-            "the generator made a refused prefix: {sanity:?}"
-        );
-        let forbidden = forbidden_setting(&mut rng);
-        let mut args = before;
-        args.extend(forbidden.iter().cloned());
-        if rng.chance(50) {
-            args.push("app.py".into());
-            args.push(random_text(&mut rng, 8));
-        }
-        match spark::check(&os(&args), &[]) {
-            Ok(()) => panic!("{forbidden:?} was allowed in {args:?}"),
-            Err(failure) => assert_eq!(failure.code, Code::DataErr, "{}", failure.message),
-        }
-    }
-}
-
-#[test]
-fn denied_keys_from_the_config_are_refused_like_built_in_ones() {
-    let mut rng = Rng::new(3);
-    let keys = [
-        "spark.kubernetes.driver.podTemplateFile",
-        "spark.kubernetes.executor.volumes.hostPath.x.mount.path",
-        "spark.jars",
-    ];
-    let denied = vec![
-        "spark.kubernetes.driver.podTemplateFile".to_string(),
-        "spark.kubernetes.executor.volumes.".into(),
-        "spark.jars*".into(),
-    ];
-    for _ in 0..cases(5_000) {
-        let key = *rng.pick(&keys);
-        let pair = format!("{}{key}{}=v", rng.pick(PADDING), rng.pick(PADDING));
-        let args = match rng.below(4) {
-            0 => vec!["--conf".to_string(), pair],
-            1 => vec![format!("--conf={pair}")],
-            2 => vec!["-c".into(), pair],
-            _ => vec!["--driver-java-options".into(), format!("-D{key}=v")],
-        };
-        assert!(
-            spark::check(&os(&args), &denied).is_err(),
-            "{args:?} was allowed"
-        );
-    }
-}
-
-#[test]
-fn everything_after_the_application_file_belongs_to_the_application() {
-    let mut rng = Rng::new(4);
-    for _ in 0..cases(10_000) {
-        let mut args: Vec<OsString> = Vec::new();
-        for _ in 0..rng.below(4) {
-            args.extend(os(&harmless_option(&mut rng)));
-        }
-        // A class outside Spark's own package keeps the usual rule.
-        args.extend(os(&["--class".into(), "com.example.Main".into()]));
-        args.push("app.jar".into());
-        for _ in 0..rng.below(10) {
-            args.push(any_argument(&mut rng));
-        }
-        if let Err(failure) = spark::check(&args, &[]) {
-            panic!("{args:?} was refused: {}", failure.message);
         }
     }
 }
@@ -423,21 +379,21 @@ fn assert_sane(config: &Config, text: &str) {
         .chain(config.commands.iter().flat_map(|c| c.env.keys()));
     for name in names {
         assert!(
-            !kubesu::environment::is_forbidden(name),
+            !kubesu::policy::environment::is_forbidden(name),
             "{name} accepted in {text}"
         );
     }
 }
 
+/// Parse, and check that what is accepted is sane and what is refused is
+/// refused as a config error (a panic fails the test on its own).
 fn parse(text: &str) -> Option<Config> {
-    let result = std::panic::catch_unwind(|| Config::parse(text, Path::new("generated.toml")));
-    match result {
-        Err(_) => panic!("Config::parse panicked on:\n{text}"),
-        Ok(Ok(config)) => {
+    match Config::parse(text, Path::new("generated.toml")) {
+        Ok(config) => {
             assert_sane(&config, text);
             Some(config)
         }
-        Ok(Err(failure)) => {
+        Err(failure) => {
             assert!(
                 matches!(failure.code, Code::Config | Code::DataErr | Code::Usage),
                 "{:?}: {}",
@@ -484,93 +440,118 @@ const VALUES: &[&str] = &[
     "'''",
 ];
 
-/// The example with a few lines changed, dropped, duplicated or broken.
-fn mutate(rng: &mut Rng) -> String {
+/// Sections a mutation may add at the end.
+const EXTRA_SECTIONS: &[&str] = &[
+    "[environment]\nkeep = [\"LD_PRELOAD\"]",
+    "[[command]]\npath = \"bin/sh\"",
+    "[[command]]\npath = \"/usr/bin/env\"\nenv = { KUBECONFIG = \"/tmp/x\" }",
+    "[users]\nmin_uid = 0",
+    "[unknown]\nx = 1",
+    "[runtime]\ndir = \"run/kubesu\"",
+];
+
+/// One change to one line of the example.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Drop(usize),
+    Duplicate(usize),
+    SetValue(usize, &'static str),
+    Truncate(usize, usize),
+    Insert(usize, String),
+    Append(&'static str),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let line = || 0..EXAMPLE.lines().count();
+    prop_oneof![
+        1 => line().prop_map(Mutation::Drop),
+        1 => line().prop_map(Mutation::Duplicate),
+        2 => (line(), select(VALUES)).prop_map(|(i, v)| Mutation::SetValue(i, v)),
+        1 => (line(), 0..80usize).prop_map(|(i, at)| Mutation::Truncate(i, at)),
+        1 => (line(), text(30)).prop_map(|(i, t)| Mutation::Insert(i, t.replace('\0', ""))),
+        1 => select(EXTRA_SECTIONS).prop_map(Mutation::Append),
+    ]
+}
+
+/// The example with the mutations applied in order.
+fn mutated(mutations: &[Mutation]) -> String {
     let mut lines: Vec<String> = EXAMPLE.lines().map(String::from).collect();
-    for _ in 0..1 + rng.below(4) {
-        let i = rng.below(lines.len());
-        match rng.below(7) {
-            0 => {
-                lines.remove(i);
+    for mutation in mutations {
+        let last = lines.len().saturating_sub(1);
+        match mutation.clone() {
+            Mutation::Drop(i) => {
+                lines.remove(i.min(last));
             }
-            1 => {
-                let copy = lines[i].clone();
-                lines.insert(i, copy);
+            Mutation::Duplicate(i) => {
+                let copy = lines[i.min(last)].clone();
+                lines.insert(i.min(last), copy);
             }
-            2 | 3 => {
-                if let Some((key, _)) = lines[i].split_once(" = ") {
-                    lines[i] = format!("{key} = {}", rng.pick(VALUES));
+            Mutation::SetValue(i, value) => {
+                let line = &mut lines[i.min(last)];
+                if let Some((key, _)) = line.split_once(" = ") {
+                    *line = format!("{key} = {value}");
                 }
             }
-            4 => {
-                let cut = rng.below(lines[i].len() + 1);
-                if lines[i].is_char_boundary(cut) {
-                    lines[i].truncate(cut);
+            Mutation::Truncate(i, at) => {
+                let line = &mut lines[i.min(last)];
+                if at <= line.len() && line.is_char_boundary(at) {
+                    line.truncate(at);
                 }
             }
-            5 => lines.insert(i, random_text(rng, 30).replace('\0', "")),
-            _ => {
-                let extra = [
-                    "[environment]\nkeep = [\"LD_PRELOAD\"]",
-                    "[[command]]\npath = \"bin/sh\"",
-                    "[[command]]\npath = \"/usr/bin/env\"\nenv = { KUBECONFIG = \"/tmp/x\" }",
-                    "[users]\nmin_uid = 0",
-                    "[unknown]\nx = 1",
-                    "[runtime]\ndir = \"run/kubesu\"",
-                ];
-                lines.push((*rng.pick(&extra)).into());
-            }
+            Mutation::Insert(i, text) => lines.insert(i.min(last), text),
+            Mutation::Append(section) => lines.push(section.into()),
         }
     }
     lines.join("\n")
 }
 
 #[test]
-fn the_config_parser_never_panics_and_what_it_accepts_is_sane() {
-    let mut rng = Rng::new(5);
-    let mut accepted = 0;
-    let total = cases(3_000);
-    for _ in 0..total {
-        if parse(&mutate(&mut rng)).is_some() {
-            accepted += 1;
-        }
-    }
-    // Plain garbage, too.
-    for _ in 0..total {
-        let bytes = random_bytes(&mut rng, 200).into_vec();
-        parse(&String::from_utf8_lossy(&bytes));
-        parse(&random_text(&mut rng, 200));
-    }
-    assert!(
-        accepted > 0 && accepted < total,
-        "{accepted} of {total} accepted"
-    );
+fn the_unmutated_example_is_accepted() {
+    assert!(parse(&mutated(&[])).is_some());
 }
 
-#[test]
-fn forbidden_environment_names_are_refused_in_every_config_list() {
-    let mut rng = Rng::new(6);
-    let names = [
-        "LD_PRELOAD",
-        "LD_LIBRARY_PATH",
-        "LD_AUDIT",
-        "BASH_FUNC_x%%",
-        "KUBECONFIG",
-        "KUBERNETES_SERVICE_HOST",
-        "KUBESU_RUN_ID",
-        "SPARK_CONF_DIR",
-        "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS",
-        "JDK_JAVA_OPTIONS",
-        "PATH",
-        "HOME",
-        "IFS",
-        "ENV",
-        "BASH_ENV",
-    ];
-    for _ in 0..cases(2_000) {
-        let name = *rng.pick(&names);
-        let text = match rng.below(3) {
+/// The names kubesu never lets a config keep or set.
+const FORBIDDEN_NAMES: &[&str] = &[
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "BASH_FUNC_x%%",
+    "KUBECONFIG",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBESU_RUN_ID",
+    "SPARK_CONF_DIR",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "PATH",
+    "HOME",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+];
+
+proptest! {
+    #![proptest_config(cases(1_000))]
+
+    #[test]
+    fn the_config_parser_never_panics_and_what_it_accepts_is_sane(
+        mutations in vec(mutation(), 1..=4)
+    ) {
+        parse(&mutated(&mutations));
+    }
+
+    #[test]
+    fn the_config_parser_never_panics_on_garbage(garbage in bytes(200), text in text(200)) {
+        parse(&String::from_utf8_lossy(&garbage.into_vec()));
+        parse(&text);
+    }
+
+    #[test]
+    fn forbidden_environment_names_are_refused_in_every_config_list(
+        name in select(FORBIDDEN_NAMES),
+        list in 0..3u8,
+    ) {
+        let text = match list {
             0 => EXAMPLE.replace(
                 "keep = [\"JAVA_HOME\", \"PYSPARK_PYTHON\", \"PLATFORM_JOB_ID\"]",
                 &format!("keep = [\"JAVA_HOME\", \"{name}\"]"),
@@ -581,9 +562,9 @@ fn forbidden_environment_names_are_refused_in_every_config_list() {
                 &format!("env = {{ \"{name}\" = \"x\", SPARK_HOME"),
             ),
         };
-        assert_ne!(text, EXAMPLE, "the example changed: update this test");
+        prop_assert_ne!(text.as_str(), EXAMPLE, "the example changed: update this test");
         let err = Config::parse(&text, Path::new("c.toml")).expect_err(name);
-        assert_eq!(err.code, Code::Config, "{}", err.message);
+        prop_assert_eq!(err.code, Code::Config, "{}", err.message);
     }
 }
 
@@ -598,43 +579,67 @@ fn is_dns_label(s: &str) -> bool {
         && s.bytes().all(|b| alnum(b) || b == b'-')
 }
 
-#[test]
-fn dns_labels_are_always_valid_and_injective_on_the_sample() {
-    let mut rng = Rng::new(7);
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for _ in 0..cases(30_000) {
-        let raw = match rng.below(4) {
-            0 => random_text(&mut rng, 90),
-            1 => String::from_utf8_lossy(&random_bytes(&mut rng, 90).into_vec()).into_owned(),
-            // Near-collisions: valid names with one change.
-            2 => {
-                let mut name: String = (0..1 + rng.below(70))
-                    .map(|_| *rng.pick(&['a', 'b', '-', '0']))
-                    .collect();
-                if rng.chance(50) {
-                    name.push(*rng.pick(&['_', '.', 'A', '-', 'é']));
+/// A name and the same name with one small change: where a mapping that
+/// is not injective shows it.
+fn near_pair(chars: &'static [char], max: usize) -> impl Strategy<Value = (String, String)> {
+    (
+        vec(select(chars), 1..=max).prop_map(String::from_iter),
+        any::<prop::sample::Index>(),
+        select(&['_', '.', 'A', '-', 'é', 'a', '0'][..]),
+        0..3u8,
+    )
+        .prop_map(|(name, at, c, edit)| {
+            let mut other: Vec<char> = name.chars().collect();
+            let i = at.index(other.len());
+            match edit {
+                0 => other[i] = c,
+                1 => other.insert(i, c),
+                _ => {
+                    other.remove(i);
                 }
-                name
             }
-            _ => format!("kubesu-{}", random_text(&mut rng, 60)),
-        };
-        let label = naming::dns_label(&raw);
-        assert!(is_dns_label(&label), "{raw:?} -> {label:?}");
-        if let Some(other) = seen.insert(label.clone(), raw.clone()) {
-            assert_eq!(other, raw, "both map to {label:?}");
-        }
-    }
+            (name, other.into_iter().collect())
+        })
 }
 
-/// Names check_account_name accepts follow ^[a-z_][a-z0-9_-]{0,31}$.
-#[test]
-fn account_names_are_accepted_only_in_the_conservative_pattern() {
-    let mut rng = Rng::new(8);
-    const CHARS: &[char] = &[
-        'a', 'z', '_', '-', '0', '9', 'A', '.', '#', ' ', 'é', '$', '/',
-    ];
-    for _ in 0..cases(30_000) {
-        let name: String = (0..rng.below(40)).map(|_| *rng.pick(CHARS)).collect();
+/// A user name in the conservative pattern's alphabet, often valid.
+fn user() -> impl Strategy<Value = String> {
+    (
+        select(&["a", "b", "_"][..]),
+        vec(select(&['a', 'b', '_', '-', '0'][..]), 0..32),
+    )
+        .prop_map(|(first, rest)| format!("{first}{}", String::from_iter(rest)))
+}
+
+proptest! {
+    #![proptest_config(cases(5_000))]
+
+    #[test]
+    fn dns_labels_are_always_valid(raw in prop_oneof![
+        text(90),
+        bytes(90).prop_map(|b| String::from_utf8_lossy(&b.into_vec()).into_owned()),
+        text(60).prop_map(|t| format!("kubesu-{t}")),
+    ]) {
+        let label = naming::dns_label(&raw);
+        prop_assert!(is_dns_label(&label), "{:?} -> {:?}", raw, label);
+    }
+
+    #[test]
+    fn near_names_never_share_a_dns_label(
+        (a, b) in prop_oneof![near_pair(&['a', 'b', '-', '0'], 70), (text(40), text(40))]
+    ) {
+        prop_assume!(a != b);
+        prop_assert_ne!(naming::dns_label(&a), naming::dns_label(&b), "{:?} and {:?}", a, b);
+    }
+
+    /// Names check_account_name accepts follow ^[a-z_][a-z0-9_-]{0,31}$.
+    #[test]
+    fn account_names_are_accepted_only_in_the_conservative_pattern(
+        name in vec(
+            select(&['a', 'z', '_', '-', '0', '9', 'A', '.', '#', ' ', 'é', '$', '/'][..]),
+            0..40,
+        ).prop_map(String::from_iter)
+    ) {
         let accepted = naming::check_account_name("user", &name).is_ok();
         let bytes = name.as_bytes();
         let pattern = !bytes.is_empty()
@@ -643,47 +648,40 @@ fn account_names_are_accepted_only_in_the_conservative_pattern() {
             && bytes
                 .iter()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
-        assert_eq!(accepted, pattern, "{name:?}");
+        prop_assert_eq!(accepted, pattern, "{:?}", name);
         if accepted {
-            assert!(!name.bytes().all(|b| b.is_ascii_digit()), "{name:?}");
+            prop_assert!(!name.bytes().all(|b| b.is_ascii_digit()), "{:?}", name);
         }
     }
-}
 
-#[test]
-fn namespaces_and_service_accounts_are_labels_and_users_never_share_one() {
-    let mut rng = Rng::new(9);
-    let run = RunId::parse("abcdefgh234567ab").expect("run id");
-    let templates = [
-        "kubesu-{user}",
-        "{user}",
-        "spark-{user}-ns",
-        "u.{user}",
-        "{user}-{user}",
-    ];
-    const CHARS: &[char] = &['a', 'b', '_', '-', '0'];
-    for template in templates {
-        let mut seen: HashMap<String, String> = HashMap::new();
-        for _ in 0..cases(5_000) {
-            let mut user = String::from(*rng.pick(&["a", "b", "_"]));
-            for _ in 0..rng.below(32) {
-                user.push(*rng.pick(CHARS));
-            }
-            let Ok(namespace) = naming::namespace(Policy::PerUser, template, &user, None, &run)
+    #[test]
+    fn namespaces_and_service_accounts_are_labels_and_users_never_share_one(
+        template in select(&[
+            "kubesu-{user}",
+            "{user}",
+            "spark-{user}-ns",
+            "u.{user}",
+            "{user}-{user}",
+        ][..]),
+        a in user(),
+        b in user(),
+    ) {
+        let run = RunId::parse("abcdefgh234567ab").expect("run id");
+        let mut namespaces = Vec::new();
+        for user in [&a, &b] {
+            let Ok(namespace) = naming::namespace(Policy::PerUser, template, user, None, &run)
             else {
-                assert!(naming::check_account_name("user", &user).is_err(), "{user}");
+                prop_assert!(naming::check_account_name("user", user).is_err(), "{}", user);
                 continue;
             };
-            assert!(
-                is_dns_label(&namespace),
-                "{template} {user:?} -> {namespace:?}"
-            );
-            if let Some(other) = seen.insert(namespace.clone(), user.clone()) {
-                assert_eq!(other, user, "{template}: both get {namespace:?}");
-            }
-            let account = naming::service_account(&user, &run);
-            assert!(is_dns_label(&account), "{user:?} -> {account:?}");
-            assert!(account.ends_with(run.as_str()), "{account}");
+            prop_assert!(is_dns_label(&namespace), "{} {:?} -> {:?}", template, user, namespace);
+            namespaces.push(namespace);
+            let account = naming::service_account(user, &run);
+            prop_assert!(is_dns_label(&account), "{:?} -> {:?}", user, account);
+            prop_assert!(account.ends_with(run.as_str()), "{}", account);
+        }
+        if a != b && namespaces.len() == 2 {
+            prop_assert_ne!(&namespaces[0], &namespaces[1], "{}: {:?} and {:?}", template, a, b);
         }
     }
 }

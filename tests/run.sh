@@ -19,8 +19,8 @@
 # The end-to-end tests run against the Debian package: it is built
 # (packaging/build-deb.sh), installed with dpkg -i, and the tests leave its
 # /usr/sbin/kubesu in place (KUBESU_TEST_INSTALLED=1). KUBESU_TEST_PACKAGE=0
-# skips the package: the tests then install the cargo-built binary, as a bare
-# `cargo test` does.
+# skips the package: the tests then install the cargo-built binary, as `cargo test
+# --features root-tests` does by itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 [ "$(id -u)" = 0 ] || { echo "tests/run.sh: run as root (sudo bash tests/run.sh)" >&2; exit 1; }
@@ -46,9 +46,9 @@ for release in ${KUBESU_TEST_RELEASES:-current 1.20}; do
   bash tests/testbed/bed.sh up
   eval "$(bash tests/testbed/bed.sh env)"
   case $release in
-    current) cargo test --locked "$@" ;;
+    current) cargo test --locked --features root-tests "$@" ;;
     # No node there: the tests that need one are left out by name.
-    1.20) cargo test --locked --test run --test gc --test spark -- --skip on_a_node:: ;;
+    1.20) cargo test --locked --features root-tests --test run --test gc --test spark -- --skip on_a_node:: ;;
     *) echo "tests/run.sh: unknown release '$release' in KUBESU_TEST_RELEASES" >&2; exit 1 ;;
   esac
 done

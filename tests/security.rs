@@ -64,7 +64,7 @@ async fn assert_nothing_left(user: &str) {
     let admin = admin_client().await;
     let selector = ListParams::default().labels(&format!(
         "app.kubernetes.io/managed-by=kubesu,kubesu.io/user={}",
-        kubesu::naming::user_label(user)
+        kubesu::policy::naming::user_label(user)
     ));
     let accounts = Api::<ServiceAccount>::all(admin.clone())
         .list(&selector)
@@ -84,7 +84,7 @@ async fn assert_nothing_left(user: &str) {
         .await
         .expect("list role bindings");
     assert!(bindings.items.is_empty(), "RoleBindings of {user} exist");
-    let namespace = kubesu::naming::dns_label(&format!("kubesu-{user}"));
+    let namespace = kubesu::policy::naming::dns_label(&format!("kubesu-{user}"));
     assert!(
         Api::<Namespace>::all(admin)
             .get_opt(&namespace)
@@ -689,7 +689,7 @@ async fn a_path_with_fake_programs_changes_nothing_kubesu_runs() {
 
 #[tokio::test]
 async fn forbidden_spark_settings_are_refused_through_sudo() {
-    // Every key in every syntax is unit-tested in src/spark.rs and
+    // Every key in every syntax is unit-tested in src/policy/spark/tests.rs and
     // property-tested in tests/properties.rs; these go the whole way.
     for args in [
         &["--conf", " spark.master =local", "app.py"][..],

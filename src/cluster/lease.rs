@@ -2,8 +2,9 @@
 //! pid, boot id, process start, caller, user, expiry) so that `gc` can tell a
 //! live run from a dead one with nothing kept on local disk, and the
 //! RoleBinding that gives it the configured ClusterRole in its namespace.
-//! Deleting the ServiceAccount invalidates its tokens at once; the
-//! RoleBinding's owner reference lets the garbage collector remove it too.
+//! Deleting the ServiceAccount invalidates its tokens (within the API
+//! server's 10 s cache of successful token checks); the RoleBinding's owner
+//! reference lets the garbage collector remove it too.
 
 use std::collections::BTreeMap;
 
@@ -13,15 +14,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 
-use super::{Cluster, MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
+use super::Cluster;
 use crate::failure::Result;
+use crate::policy::identity::RunIdentity;
+use crate::policy::labels::{MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
 
-/// Everything recorded on the lease.
-#[derive(Debug, Clone, serde::Serialize)]
+/// The lease a run takes: its identity, and who holds it.
+#[derive(Debug, Clone)]
 pub struct Lease {
-    pub run: String,
-    pub namespace: String,
-    pub service_account: String,
+    pub identity: RunIdentity,
+    pub holder: Holder,
+}
+
+/// Who holds a lease, recorded in annotations: what `gc` judges a run's
+/// liveness by.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Holder {
     pub user: String,
     pub caller: String,
     /// RFC 3339.
@@ -37,11 +45,16 @@ impl Lease {
     pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
-            (RUN_LABEL.into(), self.run.clone()),
-            (USER_LABEL.into(), crate::naming::user_label(&self.user)),
+            (RUN_LABEL.into(), self.identity.run.to_string()),
+            (
+                USER_LABEL.into(),
+                crate::policy::naming::user_label(&self.holder.user),
+            ),
         ])
     }
+}
 
+impl Holder {
     fn annotations(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (annotation::EXPIRES.into(), self.expires.clone()),
@@ -59,11 +72,15 @@ impl Lease {
     }
 }
 
-/// A lease as found in the cluster.
+/// A lease as found in the cluster, its names as read: anyone allowed to
+/// write ServiceAccounts could have written them, so they stay text.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Found {
+    pub run: String,
+    pub namespace: String,
+    pub service_account: String,
     #[serde(flatten)]
-    pub lease: Lease,
+    pub holder: Holder,
     /// RFC 3339, from the ServiceAccount's creation timestamp.
     pub created: String,
 }
@@ -81,10 +98,10 @@ impl Found {
         let notes = meta.annotations.as_ref().unwrap_or(&empty);
         let note = |key: &str| notes.get(key).cloned().unwrap_or_default();
         Some(Found {
-            lease: Lease {
-                run: labels.get(RUN_LABEL).cloned().unwrap_or_default(),
-                namespace: meta.namespace.clone()?,
-                service_account: meta.name.clone()?,
+            run: labels.get(RUN_LABEL).cloned().unwrap_or_default(),
+            namespace: meta.namespace.clone()?,
+            service_account: meta.name.clone()?,
+            holder: Holder {
                 user: note(annotation::USER),
                 caller: note(annotation::CALLER),
                 expires: note(annotation::EXPIRES),
@@ -127,19 +144,20 @@ pub async fn list(cluster: &Cluster, selector: Option<&str>) -> Result<Vec<Found
 
 /// Create the ServiceAccount; returns its uid, for owner references.
 pub async fn create(cluster: &Cluster, lease: &Lease) -> Result<String> {
-    let api: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &lease.namespace);
+    let id = &lease.identity;
+    let api: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &id.namespace);
     let account = ServiceAccount {
         metadata: ObjectMeta {
-            name: Some(lease.service_account.clone()),
+            name: Some(id.service_account.clone()),
             labels: Some(lease.labels()),
-            annotations: Some(lease.annotations()),
+            annotations: Some(lease.holder.annotations()),
             ..Default::default()
         },
         ..Default::default()
     };
     let what = format!(
         "creating ServiceAccount {}/{} for user {}",
-        lease.namespace, lease.service_account, lease.user
+        id.namespace, id.service_account, lease.holder.user
     );
     let created = cluster
         .call(&what, api.create(&PostParams::default(), &account))
@@ -171,15 +189,16 @@ pub async fn bind(
     cluster_role: &str,
     account_uid: &str,
 ) -> Result<()> {
-    let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), &lease.namespace);
+    let id = &lease.identity;
+    let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), &id.namespace);
     let binding = RoleBinding {
         metadata: ObjectMeta {
-            name: Some(lease.service_account.clone()),
+            name: Some(id.service_account.clone()),
             labels: Some(lease.labels()),
             owner_references: Some(vec![OwnerReference {
                 api_version: "v1".into(),
                 kind: "ServiceAccount".into(),
-                name: lease.service_account.clone(),
+                name: id.service_account.clone(),
                 uid: account_uid.into(),
                 ..Default::default()
             }]),
@@ -192,14 +211,14 @@ pub async fn bind(
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
-            name: lease.service_account.clone(),
-            namespace: Some(lease.namespace.clone()),
+            name: id.service_account.clone(),
+            namespace: Some(id.namespace.clone()),
             ..Default::default()
         }]),
     };
     let what = format!(
         "binding ClusterRole {cluster_role} to ServiceAccount {}/{}",
-        lease.namespace, lease.service_account
+        id.namespace, id.service_account
     );
     cluster
         .call(&what, api.create(&PostParams::default(), &binding))
@@ -221,4 +240,34 @@ pub async fn release(cluster: &Cluster, namespace: &str, name: &str) -> Result<(
     );
     // The account's failure first: it is what invalidates the token.
     account.and(binding)
+}
+
+/// kubesu's RoleBindings, in every namespace, for `gc`: (namespace, name,
+/// run).
+pub async fn list_bindings(cluster: &Cluster) -> Result<Vec<(String, String, String)>> {
+    let api: Api<RoleBinding> = Api::all(cluster.client.clone());
+    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let found = cluster
+        .call(
+            "listing kubesu's RoleBindings",
+            api.list_metadata(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter_map(|b| {
+            let run = b.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
+            Some((b.metadata.namespace?, b.metadata.name?, run))
+        })
+        .collect())
+}
+
+/// Delete one RoleBinding (`gc`: one whose lease is gone already).
+pub async fn delete_binding(cluster: &Cluster, namespace: &str, name: &str) -> Result<()> {
+    let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
+    let what = format!("deleting RoleBinding {namespace}/{name}");
+    cluster
+        .delete(&what, api.delete(name, &DeleteParams::background()))
+        .await
 }

@@ -10,9 +10,9 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
-use super::{Cluster, RUN_LABEL};
+use super::Cluster;
 use crate::failure::Result;
-use crate::spark::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL};
+use crate::policy::labels::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL, RUN_LABEL};
 
 /// The kinds Spark creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -73,7 +73,7 @@ pub async fn delete_one(cluster: &Cluster, kind: Kind, namespace: &str, run: &st
         Kind::Pod => delete_labelled::<Pod>(cluster, namespace, &by_run).await,
         Kind::Service => delete_services(cluster, namespace, &by_run).await,
         Kind::ConfigMap => {
-            let by_app = format!("{APP_SELECTOR_LABEL}={}", spark::app_id(run));
+            let by_app = format!("{APP_SELECTOR_LABEL}={}", labels::app_id(run));
             let (run_maps, app_maps) = tokio::join!(
                 delete_labelled::<ConfigMap>(cluster, namespace, &by_run),
                 delete_labelled::<ConfigMap>(cluster, namespace, &by_app),

@@ -1,6 +1,7 @@
 //! kubesu's side of the Kubernetes API: its own client, and the objects a run
 //! creates (namespace, lease, token). Every call has a deadline.
 
+pub mod access;
 pub mod lease;
 pub mod leftovers;
 pub mod namespace;
@@ -16,24 +17,6 @@ use kube::{Client, Config};
 
 use crate::failure::{Code, Failure, Result};
 
-/// On every object kubesu creates: how `gc`, `list` and the ownership check
-/// find kubesu's objects.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kubesu");
-pub const RUN_LABEL: &str = crate::spark::RUN_LABEL_KEY;
-pub const USER_LABEL: &str = "kubesu.io/user";
-
-/// The lease record, as annotations on the run's ServiceAccount.
-pub mod annotation {
-    pub const EXPIRES: &str = "kubesu.io/expires";
-    pub const USER: &str = "kubesu.io/user";
-    pub const CALLER: &str = "kubesu.io/caller";
-    pub const HOST: &str = "kubesu.io/host";
-    pub const PID: &str = "kubesu.io/pid";
-    pub const PROCESS_START: &str = "kubesu.io/process-start";
-    pub const BOOT_ID: &str = "kubesu.io/boot-id";
-    pub const COMMAND: &str = "kubesu.io/command";
-}
-
 /// kubesu's own connection to the cluster.
 #[derive(Clone)]
 pub struct Cluster {
@@ -47,7 +30,9 @@ pub struct Cluster {
 impl Cluster {
     /// A single-threaded event loop and kubesu's connection, as every mode
     /// that talks to the cluster starts.
-    pub fn open(config: &crate::config::Config) -> Result<(tokio::runtime::Runtime, Cluster)> {
+    pub fn open(
+        config: &crate::policy::config::Config,
+    ) -> Result<(tokio::runtime::Runtime, Cluster)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -67,7 +52,7 @@ impl Cluster {
         server: Option<&str>,
         request_timeout: Duration,
     ) -> Result<Cluster> {
-        crate::config::check_trusted_path(kubeconfig, "kubesu's kubeconfig")?;
+        crate::sys::fs::check_trusted_path(kubeconfig, "kubesu's kubeconfig")?;
         let fix = "check [cluster] kubeconfig in the config file and run `kubesu check`";
         let raw = Kubeconfig::read_from(kubeconfig).map_err(|e| {
             Failure::config(format!(

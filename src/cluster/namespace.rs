@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ListParams, ObjectMeta, PostParams};
 
-use super::{Cluster, MANAGED_BY, RUN_LABEL, annotation, api_failure, is_conflict};
+use super::{Cluster, api_failure, is_conflict};
 use crate::failure::{Failure, Result};
+use crate::policy::labels::{MANAGED_BY, RUN_LABEL, annotation};
 
 /// What the namespace should look like if kubesu creates it.
 pub struct Wanted<'a> {
@@ -126,4 +128,29 @@ pub async fn is_run_namespace(cluster: &Cluster, name: &str, run: &str) -> Resul
         labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
             && labels.get(RUN_LABEL).map(String::as_str) == Some(run)
     }))
+}
+
+/// Per-run namespaces not being deleted, for `gc`: (name, run, created).
+pub async fn list_per_run(cluster: &Cluster) -> Result<Vec<(String, String, Option<Timestamp>)>> {
+    let api: Api<Namespace> = Api::all(cluster.client.clone());
+    let selector = format!("{}={},{RUN_LABEL}", MANAGED_BY.0, MANAGED_BY.1);
+    let found = cluster
+        .call(
+            "listing per-run namespaces",
+            api.list_metadata(&ListParams::default().labels(&selector)),
+        )
+        .await?;
+    Ok(found
+        .items
+        .into_iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .filter_map(|n| {
+            let run = n.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
+            Some((
+                n.metadata.name?,
+                run,
+                n.metadata.creation_timestamp.map(|t| t.0),
+            ))
+        })
+        .collect())
 }

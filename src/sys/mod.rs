@@ -2,6 +2,7 @@
 //! drop, signals and processes. The only place for `unsafe` and libc.
 
 pub mod account;
+pub mod fs;
 pub mod privdrop;
 pub mod process;
 pub mod signals;
@@ -79,4 +80,14 @@ pub fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default()
+}
+
+/// For tests that need root (they run with `--features root-tests`): say so
+/// and fail, rather than fail on a confusing permission error.
+#[cfg(test)]
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root: run `cargo test --features root-tests` as root"
+    );
 }

@@ -7,8 +7,8 @@
 //! 3. the Spark ClusterRole (`[cluster] cluster_role`) each run's
 //!    ServiceAccount gets in its namespace.
 //!
-//! The permissions are data ([`KUBESU_PERMISSIONS`], [`SPARK_PERMISSIONS`]):
-//! the manifests are printed from them and `kubesu check` verifies them, so
+//! The permissions are data (`policy::permissions`): the manifests are
+//! printed from them and `kubesu check` verifies them, so
 //! what is granted and what is checked cannot drift apart. The committed
 //! deploy/spark-clusterrole.yaml is this module's output (a test keeps it so).
 
@@ -17,7 +17,8 @@ use std::path::Path;
 
 use crate::cli::RbacArgs;
 use crate::failure::{Failure, Result};
-use crate::run;
+use crate::policy::config;
+use crate::policy::permissions::{KUBESU_PERMISSIONS, Names, Permission, SPARK_PERMISSIONS};
 use crate::sys::Invoker;
 
 /// The name of kubesu's own ClusterRole and ClusterRoleBinding.
@@ -25,147 +26,16 @@ pub const KUBESU_ROLE: &str = "kubesu";
 /// The identity `kubesu rbac` binds when given neither --user nor
 /// --service-account.
 pub const DEFAULT_USER: &str = "kubesu";
-pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
-
-/// Which objects of its resources a permission covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Names {
-    /// Every object.
-    Any,
-    /// Only the configured `[cluster] cluster_role`.
-    ClusterRole,
-}
-
-/// One RBAC rule: these verbs on these resources of one API group.
-#[derive(Debug, Clone, Copy)]
-pub struct Permission {
-    /// The API group; "" is the core group.
-    pub group: &'static str,
-    /// Resources; "resource/subresource" for a subresource.
-    pub resources: &'static [&'static str],
-    pub verbs: &'static [&'static str],
-    pub names: Names,
-    /// Why kubesu needs it: a comment in the manifests, a hint in `check`.
-    pub why: &'static str,
-}
-
-impl Permission {
-    /// Every (resource, verb) pair the rule grants, in order.
-    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        self.resources
-            .iter()
-            .flat_map(|r| self.verbs.iter().map(move |v| (*r, *v)))
-    }
-
-    /// "namespaces", "clusterroles.rbac.authorization.k8s.io", ...
-    pub fn label(&self) -> String {
-        let resources = self.resources.join(",");
-        if self.group.is_empty() {
-            resources
-        } else {
-            format!("{resources}.{}", self.group)
-        }
-    }
-}
-
-const CLEANUP_RESOURCES: &[&str] = &["pods", "services", "configmaps", "persistentvolumeclaims"];
-
-/// What kubesu's own identity needs, and nothing more. Namespaced resources
-/// are granted cluster-wide: kubesu creates objects in any namespace its
-/// template names.
-pub const KUBESU_PERMISSIONS: &[Permission] = &[
-    Permission {
-        group: "",
-        resources: &["namespaces"],
-        verbs: &["get", "list", "create", "delete"],
-        names: Names::Any,
-        why: "create the run's namespace if absent and check that it is kubesu's; \
-              find and delete per-run namespaces (run, gc)",
-    },
-    Permission {
-        group: "",
-        resources: &["serviceaccounts"],
-        verbs: &["get", "list", "create", "patch", "delete"],
-        names: Names::Any,
-        why: "each run's ServiceAccount is its lease: created for the run, \
-              its expiry moved when the token is renewed, listed by gc and list, \
-              deleted on revocation",
-    },
-    Permission {
-        group: "",
-        resources: &["serviceaccounts/token"],
-        verbs: &["create"],
-        names: Names::Any,
-        why: "mint the run's short-lived token (TokenRequest)",
-    },
-    Permission {
-        group: RBAC_GROUP,
-        resources: &["rolebindings"],
-        verbs: &["get", "list", "create", "delete"],
-        names: Names::Any,
-        why: "bind the Spark ClusterRole to the run's ServiceAccount in its namespace only",
-    },
-    Permission {
-        group: RBAC_GROUP,
-        resources: &["clusterroles"],
-        verbs: &["get", "bind"],
-        names: Names::ClusterRole,
-        why: "bind: create those RoleBindings without holding the role's permissions; \
-              get: `kubesu check` verifies that the role exists",
-    },
-    Permission {
-        group: "",
-        resources: CLEANUP_RESOURCES,
-        verbs: &["get", "list", "delete", "deletecollection"],
-        names: Names::Any,
-        why: "clean up what Spark left in the run's namespace (revoke, gc)",
-    },
-    Permission {
-        group: "authorization.k8s.io",
-        resources: &["selfsubjectaccessreviews"],
-        verbs: &["create"],
-        names: Names::Any,
-        why: "`kubesu check` asks the API server whether kubesu holds these permissions",
-    },
-];
-
-/// What a Spark driver needs in its own namespace (and nothing else): bound
-/// to each run's ServiceAccount there.
-pub const SPARK_PERMISSIONS: &[Permission] = &[
-    Permission {
-        group: "",
-        resources: CLEANUP_RESOURCES,
-        verbs: &[
-            "get",
-            "list",
-            "watch",
-            "create",
-            "update",
-            "patch",
-            "delete",
-            "deletecollection",
-        ],
-        names: Names::Any,
-        why: "the driver runs its executors as pods, with services, configmaps and volumes",
-    },
-    Permission {
-        group: "",
-        resources: &["pods/log"],
-        verbs: &["get", "list", "watch"],
-        names: Names::Any,
-        why: "executor logs",
-    },
-];
 
 /// Whom the ClusterRoleBinding names: the identity in kubesu's kubeconfig.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
+pub enum Subject {
     User(String),
     ServiceAccount { namespace: String, name: String },
 }
 
-impl Identity {
-    pub fn from_args(args: &RbacArgs) -> Result<Identity> {
+impl Subject {
+    pub fn from_args(args: &RbacArgs) -> Result<Subject> {
         match (&args.user, &args.service_account) {
             (Some(_), Some(_)) => Err(Failure::usage(
                 "give either --user or --service-account, not both",
@@ -176,7 +46,7 @@ impl Identity {
                         "--user {user:?} is not a Kubernetes user name"
                     )));
                 }
-                Ok(Identity::User(user.clone()))
+                Ok(Subject::User(user.clone()))
             }
             (None, Some(account)) => {
                 let bad = || {
@@ -197,17 +67,22 @@ impl Identity {
                 if !valid(namespace) || !valid(name) || namespace.contains('.') {
                     return Err(bad());
                 }
-                Ok(Identity::ServiceAccount {
+                Ok(Subject::ServiceAccount {
                     namespace: namespace.into(),
                     name: name.into(),
                 })
             }
-            (None, None) => Ok(Identity::User(DEFAULT_USER.into())),
+            (None, None) => Ok(Subject::User(DEFAULT_USER.into())),
         }
     }
 }
 
 /// A YAML double-quoted scalar (JSON's string syntax is valid YAML).
+///
+/// The manifests are printed by hand, not with a YAML serializer: each rule
+/// carries a comment saying why kubesu needs it, which serializers do not
+/// write, and serde_yaml is no longer maintained. Every value from the
+/// config goes through this quoting, so none can inject YAML.
 fn quote(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
@@ -273,7 +148,7 @@ pub fn spark_manifest(cluster_role_name: &str) -> String {
 }
 
 /// All three manifests, as one multi-document YAML stream.
-pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
+pub fn manifests(cluster_role_name: &str, subject: &Subject) -> String {
     let mut out = String::new();
     comment(
         &mut out,
@@ -301,15 +176,15 @@ pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
          subjects:\n",
         name = quote(KUBESU_ROLE)
     );
-    match identity {
-        Identity::User(user) => {
+    match subject {
+        Subject::User(user) => {
             let _ = write!(
                 out,
                 "- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: {}\n",
                 quote(user)
             );
         }
-        Identity::ServiceAccount { namespace, name } => {
+        Subject::ServiceAccount { namespace, name } => {
             let _ = write!(
                 out,
                 "- kind: ServiceAccount\n  namespace: {}\n  name: {}\n",
@@ -326,9 +201,10 @@ pub fn manifests(cluster_role_name: &str, identity: &Identity) -> String {
 /// `kubesu rbac`: print the manifests. Needs only a readable config (for
 /// the Spark ClusterRole's name), not root.
 pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
-    let identity = Identity::from_args(args)?;
+    let subject = Subject::from_args(args)?;
     let invoker = Invoker::current();
-    let config = run::load_config(config_path, &invoker).map_err(|mut failure| {
+    let chosen = config::chosen(config_path, invoker.came_through_sudo());
+    let config = chosen.and_then(config::load).map_err(|mut failure| {
         if !invoker.effective_uid.is_root() {
             failure.message.push_str(
                 "; `kubesu rbac` reads the config for [cluster] cluster_role: run it as root \
@@ -337,17 +213,17 @@ pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
         }
         failure
     })?;
-    out_raw!("{}", manifests(&config.cluster.cluster_role, &identity));
+    out_raw!("{}", manifests(&config.cluster.cluster_role, &subject));
     Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::policy::config::Config;
 
-    const EXAMPLE: &str = include_str!("../examples/config.toml");
-    const DEPLOYED: &str = include_str!("../deploy/spark-clusterrole.yaml");
+    const EXAMPLE: &str = include_str!("../../examples/config.toml");
+    const DEPLOYED: &str = include_str!("../../deploy/spark-clusterrole.yaml");
 
     fn example_role() -> String {
         Config::parse(EXAMPLE, Path::new("example.toml"))
@@ -377,75 +253,12 @@ mod tests {
             "deploy/spark-clusterrole.yaml is stale: regenerate it with \
              `KUBESU_REGENERATE=1 cargo test --lib rbac`"
         );
-        assert!(manifests(&example_role(), &Identity::User("kubesu".into())).ends_with(DEPLOYED));
-    }
-
-    #[test]
-    fn kubesu_permissions_are_exactly_what_kubesu_uses() {
-        let granted: Vec<String> = KUBESU_PERMISSIONS
-            .iter()
-            .flat_map(|p| {
-                p.pairs().map(move |(r, v)| {
-                    let name = if p.names == Names::ClusterRole {
-                        "/NAME"
-                    } else {
-                        ""
-                    };
-                    format!("{v} {r}.{}{name}", p.group)
-                })
-            })
-            .collect();
-        let mut expected = vec![
-            "get namespaces.",
-            "list namespaces.",
-            "create namespaces.",
-            "delete namespaces.",
-            "get serviceaccounts.",
-            "list serviceaccounts.",
-            "create serviceaccounts.",
-            "patch serviceaccounts.",
-            "delete serviceaccounts.",
-            "create serviceaccounts/token.",
-            "get rolebindings.rbac.authorization.k8s.io",
-            "list rolebindings.rbac.authorization.k8s.io",
-            "create rolebindings.rbac.authorization.k8s.io",
-            "delete rolebindings.rbac.authorization.k8s.io",
-            "get clusterroles.rbac.authorization.k8s.io/NAME",
-            "bind clusterroles.rbac.authorization.k8s.io/NAME",
-            "create selfsubjectaccessreviews.authorization.k8s.io",
-        ];
-        for r in CLEANUP_RESOURCES {
-            for v in ["get", "list", "delete", "deletecollection"] {
-                expected.push(Box::leak(format!("{v} {r}.").into_boxed_str()));
-            }
-        }
-        let mut granted_sorted = granted.clone();
-        granted_sorted.sort();
-        expected.sort();
-        assert_eq!(granted_sorted, expected);
-        // No duplicates, and nothing broader than the resources named.
-        let mut unique = granted.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), granted.len());
-        for p in KUBESU_PERMISSIONS {
-            assert!(!p.verbs.contains(&"*") && !p.resources.contains(&"*"));
-            assert!(!p.verbs.contains(&"escalate") && !p.verbs.contains(&"impersonate"));
-            assert!(!p.verbs.contains(&"watch") && !p.verbs.contains(&"update"));
-        }
-        // Only ClusterRoles are restricted by name, and they are.
-        for p in KUBESU_PERMISSIONS {
-            assert_eq!(
-                p.names == Names::ClusterRole,
-                p.resources == ["clusterroles"],
-                "{}",
-                p.label()
-            );
-        }
+        assert!(manifests(&example_role(), &Subject::User("kubesu".into())).ends_with(DEPLOYED));
     }
 
     #[test]
     fn the_manifests_are_three_documents() {
-        let yaml = manifests("spark-role", &Identity::User("kubesu".into()));
+        let yaml = manifests("spark-role", &Subject::User("kubesu".into()));
         let docs: Vec<&str> = yaml.split("\n---\n").collect();
         assert_eq!(docs.len(), 3, "{yaml}");
         assert!(docs[0].contains("kind: ClusterRole\nmetadata:\n  name: \"kubesu\"\n"));
@@ -481,7 +294,7 @@ mod tests {
     fn names_are_quoted_so_the_config_cannot_inject_yaml() {
         let yaml = manifests(
             "evil\"\n  verbs: [\"*\"]",
-            &Identity::User("u: x\n- kind: Group".into()),
+            &Subject::User("u: x\n- kind: Group".into()),
         );
         assert!(!yaml.contains("\n  verbs: [\"*\"]"));
         assert!(!yaml.contains("\n- kind: Group"));
@@ -491,17 +304,17 @@ mod tests {
     #[test]
     fn identities() {
         assert_eq!(
-            Identity::from_args(&args(None, None)).unwrap(),
-            Identity::User("kubesu".into())
+            Subject::from_args(&args(None, None)).unwrap(),
+            Subject::User("kubesu".into())
         );
         assert_eq!(
-            Identity::from_args(&args(Some("ops-kubesu"), None)).unwrap(),
-            Identity::User("ops-kubesu".into())
+            Subject::from_args(&args(Some("ops-kubesu"), None)).unwrap(),
+            Subject::User("ops-kubesu".into())
         );
-        let sa = Identity::from_args(&args(None, Some("kube-system/kubesu"))).unwrap();
+        let sa = Subject::from_args(&args(None, Some("kube-system/kubesu"))).unwrap();
         assert_eq!(
             sa,
-            Identity::ServiceAccount {
+            Subject::ServiceAccount {
                 namespace: "kube-system".into(),
                 name: "kubesu".into()
             }
@@ -513,10 +326,10 @@ mod tests {
         for bad in [
             "kubesu", "/kubesu", "ns/", "a/b/c", "NS/x", "ns/-x", "a.b/x",
         ] {
-            let err = Identity::from_args(&args(None, Some(bad))).unwrap_err();
+            let err = Subject::from_args(&args(None, Some(bad))).unwrap_err();
             assert_eq!(err.code, crate::failure::Code::Usage, "{bad}");
         }
-        assert!(Identity::from_args(&args(Some(""), None)).is_err());
-        assert!(Identity::from_args(&args(Some("a"), Some("b/c"))).is_err());
+        assert!(Subject::from_args(&args(Some(""), None)).is_err());
+        assert!(Subject::from_args(&args(Some("a"), Some("b/c"))).is_err());
     }
 }

@@ -5,11 +5,11 @@ use std::path::Path;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
+use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience, human_duration};
 use crate::cli::OutputArgs;
 use crate::cluster::lease;
 use crate::failure::Result;
-use crate::liveness::{self, Here};
 
 pub fn list(config_path: Option<&Path>, args: &OutputArgs) -> Result<i32> {
     let session = admin::open(config_path, "list", Audience::AdministratorsAndCallers)?;
@@ -18,7 +18,7 @@ pub fn list(config_path: Option<&Path>, args: &OutputArgs) -> Result<i32> {
         .block_on(lease::list(&session.cluster, None))?;
     // A sudo caller sees the runs it started, an administrator all.
     if session.caller.via_sudo {
-        leases.retain(|l| l.lease.caller == session.caller.name);
+        leases.retain(|l| l.holder.caller == session.caller.name);
     }
     leases.sort_by(|a, b| a.created.cmp(&b.created));
     let here = Here::now();
@@ -32,7 +32,7 @@ pub fn list(config_path: Option<&Path>, args: &OutputArgs) -> Result<i32> {
             .iter()
             .map(|l| {
                 let mut row = json!(l);
-                row["state"] = json!(liveness::judge(&l.lease, &here));
+                row["state"] = json!(liveness::judge(&l.holder, &here));
                 row
             })
             .collect();
@@ -51,17 +51,17 @@ pub fn list(config_path: Option<&Path>, args: &OutputArgs) -> Result<i32> {
     );
     for l in &leases {
         let age = seconds_since(&l.created).map_or("?".into(), human_duration);
-        let left = seconds_since(&l.lease.expires).map_or("?".into(), |s| human_duration(-s));
+        let left = seconds_since(&l.holder.expires).map_or("?".into(), |s| human_duration(-s));
         out!(
             "{:<16}  {:<12}  {:<24}  {:>7}  {:>8}  {:<12}  {:>7}  {:?}",
-            l.lease.run,
-            l.lease.user,
-            l.lease.namespace,
+            l.run,
+            l.holder.user,
+            l.namespace,
             age,
             left,
-            l.lease.host,
-            l.lease.pid,
-            liveness::judge(&l.lease, &here)
+            l.holder.host,
+            l.holder.pid,
+            liveness::judge(&l.holder, &here)
         );
     }
     Ok(0)

@@ -2,7 +2,7 @@
 //! not be. Before the token expires the supervising parent mints a new one
 //! for the same ServiceAccount, moves the lease's expiry, and rewrites the
 //! run's token and kubeconfig, which kubectl and Spark's client (fabric8,
-//! on a 401) read again. Revocation still ends every token at once.
+//! on a 401) read again. Revocation still ends every token of the run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -11,9 +11,9 @@ use k8s_openapi::jiff::Timestamp;
 use nix::unistd::{Gid, Uid};
 
 use crate::cluster::{Cluster, lease, token};
-use crate::handover::{self, Credentials};
-use crate::naming::RunId;
-use crate::supervise::Chore;
+use crate::policy::identity::RunIdentity;
+use crate::run::handover::{self, Credentials};
+use crate::run::supervise::Chore;
 
 /// A failed renewal is tried again this much later, while the old token lasts.
 const RETRY: Duration = Duration::from_secs(30);
@@ -52,26 +52,26 @@ impl<'a> Renewal<'a> {
 
     fn renew_now(&mut self) -> crate::failure::Result<()> {
         let of = &self.of;
+        let id = of.identity;
         let minted = of.runtime.block_on(token::mint(
             of.cluster,
-            of.namespace,
-            of.service_account,
+            &id.namespace,
+            &id.service_account,
             of.ttl,
         ))?;
         of.runtime.block_on(lease::extend(
             of.cluster,
-            of.namespace,
-            of.service_account,
+            &id.namespace,
+            &id.service_account,
             &minted.expires,
         ))?;
         let credentials = Credentials {
             server: &of.cluster.server,
             ca_pem: &of.cluster.ca_pem,
             token: &minted.secret,
-            namespace: of.namespace,
-            service_account: of.service_account,
+            identity: id,
         };
-        handover::refresh(of.runtime_dir, of.run, of.uid, of.gid, &credentials)?;
+        handover::refresh(of.runtime_dir, of.uid, of.gid, &credentials)?;
         self.expires = minted.expires.parse().unwrap_or(self.expires);
         self.renewed += 1;
         Ok(())
@@ -83,11 +83,9 @@ pub struct RenewalParts<'a> {
     pub runtime: &'a tokio::runtime::Runtime,
     pub cluster: &'a Cluster,
     pub runtime_dir: &'a Path,
-    pub run: &'a RunId,
+    pub identity: &'a RunIdentity,
     pub uid: Uid,
     pub gid: Gid,
-    pub namespace: &'a str,
-    pub service_account: &'a str,
     pub ttl: Duration,
     pub before: Option<Duration>,
 }
@@ -103,7 +101,7 @@ impl Chore for Renewal<'_> {
             Err(e) => {
                 err!(
                     "kubesu: warning: renewing the token of run {}: {e}",
-                    self.of.run
+                    self.of.identity.run
                 );
                 self.next = Instant::now() + RETRY;
             }

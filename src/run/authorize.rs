@@ -8,9 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{self, Config};
 use crate::failure::{Failure, Result};
-use crate::naming::check_account_name;
+use crate::policy::config::{self, Config};
+use crate::policy::naming::check_account_name;
 use crate::sys::Invoker;
 use crate::sys::account::{self, Account};
 

@@ -6,22 +6,21 @@
 //! directory descriptors with O_NOFOLLOW: root never follows a link it did not
 //! create and never writes or deletes outside the run directory.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, File};
-use std::io::{ErrorKind, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, open, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat, mkdirat};
+use nix::sys::stat::{fchmod, fstat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::naming::RunId;
+use crate::policy::identity::{RunId, RunIdentity};
+use crate::run::runtime_dir;
+use crate::sys::fs::{create_new_at, is_dir, mode, open_dir_at, remove_tree_at};
 
 const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_FILE: &str = "token";
@@ -29,28 +28,16 @@ const CA_FILE: &str = "ca.crt";
 /// Name of the cluster and the context in the kubeconfig.
 const KUBECONFIG_NAME: &str = "kubesu";
 
-/// Users may traverse the runtime directory to reach their own run directory,
-/// but not list it or create anything in it.
-const RUNTIME_MODE: u32 = 0o711;
-/// Missing parents of the runtime directory, as /run itself.
-const PARENT_MODE: u32 = 0o755;
 const RUN_DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
-/// Group and other write bits: either lets someone else swap entries.
-const GROUP_OTHER_WRITE: u32 = 0o022;
-/// Other search bit: without it end users cannot reach their files.
-const OTHER_SEARCH: u32 = 0o001;
-/// Deepest nesting `remove` follows; each level holds a descriptor, and a
-/// hostile user could otherwise nest directories until root runs out of them.
-const MAX_DEPTH: usize = 64;
 
-/// What the user gets: the API server, its CA, the run's token, its namespace.
+/// What the user gets: the API server, its CA, the run's token, and who the
+/// run is (its namespace, its ServiceAccount; its id names the directory).
 pub struct Credentials<'a> {
     pub server: &'a str,
     pub ca_pem: &'a [u8],
     pub token: &'a str,
-    pub namespace: &'a str,
-    pub service_account: &'a str,
+    pub identity: &'a RunIdentity,
 }
 
 /// Paths of the handed-over files (all inside `dir`).
@@ -60,37 +47,6 @@ pub struct Handover {
     pub kubeconfig: PathBuf,
     pub token: PathBuf,
     pub ca: PathBuf,
-}
-
-/// The runtime directory (e.g. /run/kubesu): create it root-owned mode 0711
-/// if missing (missing parents root-owned 0755), and refuse
-/// (`Failure::config`) a relative path, a symlink, a non-directory, or a
-/// directory not owned by root, writable by group or others, or not
-/// searchable by others.
-pub fn ensure_runtime_dir(path: &Path) -> Result<()> {
-    require_absolute(path)?;
-    let fd = match open_dir(path) {
-        Err(Errno::ENOENT) => {
-            create_dirs(path)?;
-            open_dir(path).map_err(|e| runtime_open_failure(path, e))?
-        }
-        opened => opened.map_err(|e| runtime_open_failure(path, e))?,
-    };
-    check_runtime(path, &fd)
-}
-
-/// `kubesu check`: would `ensure_runtime_dir` accept the runtime directory?
-/// Creates nothing. `Ok(false)` when it does not exist yet (the first run
-/// creates it); the same refusals as `ensure_runtime_dir` otherwise.
-pub fn check_runtime_dir(path: &Path) -> Result<bool> {
-    require_absolute(path)?;
-    match open_dir(path) {
-        Err(Errno::ENOENT) => Ok(false),
-        opened => {
-            let fd = opened.map_err(|e| runtime_open_failure(path, e))?;
-            check_runtime(path, &fd).map(|()| true)
-        }
-    }
 }
 
 /// Where a run's files will be, before anything exists (for the plan and
@@ -111,20 +67,14 @@ pub fn planned(runtime: &Path, run: &RunId) -> Handover {
 /// handed to `uid:gid` last, so the user can never swap anything while root
 /// writes; an existing run directory is refused, never reused. On failure,
 /// whatever this call created is removed again.
-pub fn hand_over(
-    runtime: &Path,
-    run: &RunId,
-    uid: Uid,
-    gid: Gid,
-    creds: &Credentials,
-) -> Result<Handover> {
-    require_absolute(runtime)?;
+pub fn hand_over(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<Handover> {
+    let run = &creds.identity.run;
+    runtime_dir::require_absolute(runtime)?;
     let handover = planned(runtime, run);
     check_token(creds.token, uid)?;
     let kubeconfig = kubeconfig(&handover, creds)?;
 
-    let runtime_fd = open_dir(runtime).map_err(|e| runtime_open_failure(runtime, e))?;
-    check_runtime(runtime, &runtime_fd)?;
+    let runtime_fd = runtime_dir::open(runtime)?;
     mkdirat(&runtime_fd, run.as_str(), mode(RUN_DIR_MODE)).map_err(|e| {
         let why = if e == Errno::EEXIST {
             "it already exists, and kubesu never reuses a run directory; \
@@ -164,7 +114,8 @@ pub fn hand_over(
 /// under a fresh name with exclusive creation and renamed over the old one
 /// through the directory's descriptor: a link the user planted is replaced,
 /// never followed. Readers see the old file or the new one, never half.
-pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
+pub fn refresh(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
+    let run = &creds.identity.run;
     let handover = planned(runtime, run);
     check_token(creds.token, uid)?;
     let kubeconfig = kubeconfig(&handover, creds)?;
@@ -175,10 +126,9 @@ pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credenti
             path.display()
         ))
     };
-    let runtime_fd = open_dir(runtime).map_err(|e| runtime_open_failure(runtime, e))?;
-    check_runtime(runtime, &runtime_fd)?;
-    let dir_fd = openat(&runtime_fd, run.as_str(), dir_flags(), Mode::empty())
-        .map_err(|e| failure("open", &handover.dir, &e))?;
+    let runtime_fd = runtime_dir::open(runtime)?;
+    let dir_fd =
+        open_dir_at(&runtime_fd, run.as_str()).map_err(|e| failure("open", &handover.dir, &e))?;
     let stat = fstat(&dir_fd).map_err(|e| failure("inspect", &handover.dir, &e))?;
     if !is_dir(&stat) || stat.st_uid != uid.as_raw() {
         return Err(failure(
@@ -193,14 +143,8 @@ pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credenti
     ];
     for (name, path, contents) in files {
         let fresh = format!(".{name}.{}", std::process::id());
-        let fd = openat(
-            &dir_fd,
-            fresh.as_str(),
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            mode(FILE_MODE),
-        )
-        .map_err(|e| failure("create a new", path, &e))?;
-        let mut file = File::from(fd);
+        let mut file = create_new_at(&dir_fd, fresh.as_str(), FILE_MODE)
+            .map_err(|e| failure("create a new", path, &e))?;
         let written = fchmod(&file, mode(FILE_MODE))
             .map_err(|e| e.to_string())
             .and_then(|()| file.write_all(contents).map_err(|e| e.to_string()))
@@ -223,160 +167,10 @@ pub fn refresh(runtime: &Path, run: &RunId, uid: Uid, gid: Gid, creds: &Credenti
 /// descriptors, each first made root-owned 0700 so the user can no longer add
 /// or move entries in it while it is emptied. A missing directory is Ok.
 pub fn remove(runtime: &Path, run: &RunId) -> Result<()> {
-    let runtime_fd = match open_dir(runtime) {
-        Err(Errno::ENOENT) => return Ok(()),
-        opened => opened.map_err(|e| runtime_open_failure(runtime, e))?,
+    let Some(runtime_fd) = runtime_dir::open_if_present(runtime)? else {
+        return Ok(());
     };
-    check_runtime(runtime, &runtime_fd)?;
     remove_at(runtime_fd.as_fd(), run, &runtime.join(run.as_str()))
-}
-
-/// Run directories present under the runtime dir (names that parse as
-/// RunId), sorted, for gc. A missing runtime directory has none.
-pub fn list_run_dirs(runtime: &Path) -> Result<Vec<RunId>> {
-    let runtime_fd = match open_dir(runtime) {
-        Err(Errno::ENOENT) => return Ok(Vec::new()),
-        opened => opened.map_err(|e| runtime_open_failure(runtime, e))?,
-    };
-    check_runtime(runtime, &runtime_fd)?;
-    let names = entry_names(&runtime_fd).or_fail(Code::Software, || {
-        format!("cannot list runtime directory {}", runtime.display())
-    })?;
-    let mut runs: Vec<RunId> = names
-        .iter()
-        .filter_map(|name| name.to_str().and_then(|name| RunId::parse(name).ok()))
-        .collect();
-    runs.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    Ok(runs)
-}
-
-fn mode(bits: u32) -> Mode {
-    Mode::from_bits_truncate(bits)
-}
-
-fn is_dir(stat: &FileStat) -> bool {
-    stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits()
-}
-
-/// Open a directory for use as a `*at` base, refusing a symlink in the last
-/// component and a non-directory (ELOOP or ENOTDIR).
-fn open_dir<P: ?Sized + nix::NixPath>(path: &P) -> nix::Result<OwnedFd> {
-    open(path, dir_flags(), Mode::empty())
-}
-
-/// The names in an opened directory (without "." and ".."). nix's readdir
-/// wrapper needs a feature kubesu does not build, so this reads the
-/// directory through its descriptor's /proc entry, which resolves to that
-/// very directory, never to whatever its path names now.
-fn entry_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
-    fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?
-        .map(|entry| entry.map(|entry| entry.file_name()))
-        .collect()
-}
-
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-}
-
-/// The kubeconfig points at files by absolute path, so the user's working
-/// directory does not matter.
-fn require_absolute(path: &Path) -> Result<()> {
-    if path.is_absolute() {
-        Ok(())
-    } else {
-        Err(Failure::config(format!(
-            "runtime directory {} is not an absolute path; set an absolute runtime \
-             directory such as /run/kubesu in kubesu's config file",
-            path.display()
-        )))
-    }
-}
-
-fn unsafe_runtime(path: &Path, why: &str) -> Failure {
-    Failure::config(format!(
-        "runtime directory {} {why}; kubesu needs a real directory owned by root with \
-         mode 0711: fix it (chown root:root, chmod 0711) or remove it, or configure \
-         another runtime directory",
-        path.display()
-    ))
-}
-
-fn runtime_open_failure(path: &Path, e: Errno) -> Failure {
-    match e {
-        // O_NOFOLLOW|O_DIRECTORY gives ELOOP or ENOTDIR for a symlink;
-        // lstat only picks the message.
-        Errno::ELOOP | Errno::ENOTDIR if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) => {
-            unsafe_runtime(path, "is a symbolic link")
-        }
-        Errno::ELOOP | Errno::ENOTDIR => unsafe_runtime(path, "is not a directory"),
-        e => Failure::config(format!(
-            "cannot open runtime directory {}: {e}; check the runtime directory in \
-             kubesu's config file",
-            path.display()
-        )),
-    }
-}
-
-/// Check the opened runtime directory itself (not its path, which could
-/// have changed since).
-fn check_runtime(path: &Path, fd: &OwnedFd) -> Result<()> {
-    let stat = fstat(fd).or_fail(Code::Software, || {
-        format!("cannot inspect runtime directory {}", path.display())
-    })?;
-    let perms = stat.st_mode & 0o7777;
-    if stat.st_uid != 0 {
-        Err(unsafe_runtime(
-            path,
-            &format!("is owned by uid {}, not root", stat.st_uid),
-        ))
-    } else if perms & GROUP_OTHER_WRITE != 0 {
-        Err(unsafe_runtime(
-            path,
-            &format!("is writable by group or others (mode {perms:04o})"),
-        ))
-    } else if perms & OTHER_SEARCH == 0 {
-        Err(unsafe_runtime(
-            path,
-            &format!("cannot be entered by end users (mode {perms:04o})"),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// Create the missing directories down to `path`: parents 0755, `path`
-/// itself 0711, all root-owned since root creates them.
-fn create_dirs(path: &Path) -> Result<()> {
-    let mut missing: Vec<&Path> = path
-        .ancestors()
-        .take_while(|p| matches!(p.symlink_metadata(), Err(e) if e.kind() == ErrorKind::NotFound))
-        .collect();
-    missing.reverse();
-    for dir in missing {
-        let bits = if dir == path {
-            RUNTIME_MODE
-        } else {
-            PARENT_MODE
-        };
-        let failure = |e: &dyn std::fmt::Display| {
-            Failure::config(format!(
-                "cannot create runtime directory {}: {e}; create it as root with mode \
-                 {bits:04o}, or configure another runtime directory",
-                dir.display()
-            ))
-        };
-        match DirBuilder::new().mode(bits).create(dir) {
-            Ok(()) => {
-                // The umask may have narrowed the mode; users need the search bit.
-                let fd = open_dir(dir).map_err(|e| failure(&e))?;
-                fchmod(&fd, mode(bits)).map_err(|e| failure(&e))?;
-            }
-            // Another kubesu run created it at the same moment.
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(failure(&e)),
-        }
-    }
-    Ok(())
 }
 
 /// The token goes verbatim into files and HTTP headers: refuse anything a
@@ -403,7 +197,7 @@ fn kubeconfig(handover: &Handover, creds: &Credentials) -> Result<Vec<u8>> {
             handover.dir.display()
         ))
     })?;
-    let user = creds.service_account.to_string();
+    let user = creds.identity.service_account.clone();
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -417,7 +211,7 @@ fn kubeconfig(handover: &Handover, creds: &Credentials) -> Result<Vec<u8>> {
             "context": {
                 "cluster": KUBECONFIG_NAME,
                 "user": user,
-                "namespace": creds.namespace,
+                "namespace": creds.identity.namespace,
             },
         }],
         "current-context": KUBECONFIG_NAME,
@@ -449,7 +243,7 @@ fn fill(
             path.display()
         ))
     };
-    let dir_fd = openat(runtime_fd, run.as_str(), dir_flags(), Mode::empty())
+    let dir_fd = open_dir_at(runtime_fd, run.as_str())
         .map_err(|e| failure("open run directory", dir, &e))?;
     let stat = fstat(&dir_fd).map_err(|e| failure("inspect run directory", dir, &e))?;
     if !is_dir(&stat) || stat.st_uid != 0 {
@@ -461,15 +255,9 @@ fn fill(
     }
     fchmod(&dir_fd, mode(RUN_DIR_MODE)).map_err(|e| failure("set mode of", dir, &e))?;
     for &(name, path, contents) in files {
-        let fd = openat(
-            &dir_fd,
-            name,
-            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-            mode(FILE_MODE),
-        )
-        .map_err(|e| failure("create", path, &e))?;
-        fchmod(&fd, mode(FILE_MODE)).map_err(|e| failure("set mode of", path, &e))?;
-        let mut file = File::from(fd);
+        let mut file =
+            create_new_at(&dir_fd, name, FILE_MODE).map_err(|e| failure("create", path, &e))?;
+        fchmod(&file, mode(FILE_MODE)).map_err(|e| failure("set mode of", path, &e))?;
         file.write_all(contents)
             .map_err(|e| failure("write", path, &e))?;
         fchown(&file, Some(uid), Some(gid)).map_err(|e| failure("give", path, &e))?;
@@ -477,26 +265,10 @@ fn fill(
     fchown(&dir_fd, Some(uid), Some(gid)).map_err(|e| failure("give", dir, &e))
 }
 
-/// Why a removal stopped.
-enum Removal {
-    Sys(Errno),
-    List(std::io::Error),
-    TooDeep,
-}
-
-impl From<Errno> for Removal {
-    fn from(e: Errno) -> Self {
-        Removal::Sys(e)
-    }
-}
-
+/// Remove the run directory below the opened runtime directory (see
+/// `sys::fs::remove_tree_at`).
 fn remove_at(runtime_fd: BorrowedFd<'_>, run: &RunId, path: &Path) -> Result<()> {
-    remove_entry(runtime_fd, OsStr::new(run.as_str()), 0).map_err(|e| {
-        let why = match e {
-            Removal::Sys(e) => e.to_string(),
-            Removal::List(e) => format!("cannot list a directory in it through /proc: {e}"),
-            Removal::TooDeep => format!("it nests directories deeper than {MAX_DEPTH} levels"),
-        };
+    remove_tree_at(runtime_fd, OsStr::new(run.as_str())).map_err(|why| {
         Failure::software(format!(
             "cannot remove run directory {}: {why}; remove it by hand (rm -rf as root) \
              and check who is writing to it",
@@ -505,55 +277,13 @@ fn remove_at(runtime_fd: BorrowedFd<'_>, run: &RunId, path: &Path) -> Result<()>
     })
 }
 
-/// Remove `name` in the directory `parent`: a directory after emptying it,
-/// anything else (a symlink included) by unlinking the entry itself.
-fn remove_entry(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    depth: usize,
-) -> std::result::Result<(), Removal> {
-    let stat = match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Err(Errno::ENOENT) => return Ok(()),
-        stat => stat?,
-    };
-    let flag = if is_dir(&stat) {
-        if depth >= MAX_DEPTH {
-            return Err(Removal::TooDeep);
-        }
-        // O_NOFOLLOW|O_DIRECTORY: if the entry was swapped for a link since
-        // fstatat, this fails rather than entering the link's target.
-        let fd = match openat(parent, name, dir_flags(), Mode::empty()) {
-            Err(Errno::ENOENT) => return Ok(()),
-            fd => fd?,
-        };
-        empty_dir(fd, depth)?;
-        UnlinkatFlags::RemoveDir
-    } else {
-        UnlinkatFlags::NoRemoveDir
-    };
-    match unlinkat(parent, name, flag) {
-        Err(Errno::ENOENT) => Ok(()),
-        done => Ok(done?),
-    }
-}
-
-fn empty_dir(fd: OwnedFd, depth: usize) -> std::result::Result<(), Removal> {
-    // Root-owned 0700 first: the user can then neither add entries (which
-    // could keep this loop busy forever) nor move entries out of it.
-    fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))?;
-    fchmod(&fd, mode(RUN_DIR_MODE))?;
-    let names = entry_names(&fd).map_err(Removal::List)?;
-    for name in &names {
-        remove_entry(fd.as_fd(), name, depth + 1)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::fs::MAX_DEPTH;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    use std::sync::LazyLock;
 
     const USER: u32 = 1234;
     const GROUP: u32 = 2345;
@@ -571,24 +301,23 @@ mod tests {
         (tmp, rt)
     }
 
+    static IDENTITY: LazyLock<RunIdentity> = LazyLock::new(|| RunIdentity {
+        run: run(),
+        namespace: "spark-alice".into(),
+        service_account: "alice-abcdefgh234567ab".into(),
+    });
+
     fn creds() -> Credentials<'static> {
         Credentials {
             server: "https://k8s.example:6443",
             ca_pem: b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
             token: "eyJhbGciOi.abc.def",
-            namespace: "spark-alice",
-            service_account: "alice-abcdefgh234567ab",
+            identity: &IDENTITY,
         }
     }
 
     fn give(rt: &Path) -> Result<Handover> {
-        hand_over(
-            rt,
-            &run(),
-            Uid::from_raw(USER),
-            Gid::from_raw(GROUP),
-            &creds(),
-        )
+        hand_over(rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &creds())
     }
 
     fn assert_owned(path: &Path, perms: u32) {
@@ -603,7 +332,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn hands_over_private_files() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         assert_eq!(h.dir, rt.join(run().as_str()));
@@ -639,7 +370,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn refuses_an_existing_run_directory() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         let err = give(&rt).unwrap_err();
@@ -651,7 +384,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn refuses_a_planted_symlink() {
+        crate::sys::require_root();
         let (tmp, rt) = runtime();
         let target = tmp.path().join("elsewhere");
         fs::create_dir(&target).unwrap();
@@ -668,8 +403,7 @@ mod tests {
         let (_tmp, rt) = runtime();
         let mut bad = creds();
         bad.token = "abc\n";
-        let err =
-            hand_over(&rt, &run(), Uid::from_raw(USER), Gid::from_raw(GROUP), &bad).unwrap_err();
+        let err = hand_over(&rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &bad).unwrap_err();
         assert_eq!(err.code, Code::Software);
         assert_eq!(fs::read_dir(&rt).unwrap().count(), 0);
     }
@@ -683,89 +417,9 @@ mod tests {
     }
 
     #[test]
-    fn ensure_creates_a_missing_runtime_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let rt = tmp.path().join("a/b/kubesu");
-        ensure_runtime_dir(&rt).unwrap();
-        let meta = fs::symlink_metadata(&rt).unwrap();
-        assert!(meta.is_dir());
-        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o711));
-        for parent in [tmp.path().join("a"), tmp.path().join("a/b")] {
-            let meta = fs::symlink_metadata(&parent).unwrap();
-            assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755));
-        }
-        // Idempotent.
-        ensure_runtime_dir(&rt).unwrap();
-    }
-
-    #[test]
-    fn ensure_refuses_unsafe_runtime_directories() {
-        let tmp = tempfile::tempdir().unwrap();
-        let real = tmp.path().join("real");
-        fs::create_dir(&real).unwrap();
-        fs::set_permissions(&real, fs::Permissions::from_mode(0o711)).unwrap();
-        ensure_runtime_dir(&real).unwrap();
-
-        let link = tmp.path().join("link");
-        symlink(&real, &link).unwrap();
-        let dangling = tmp.path().join("dangling");
-        symlink(tmp.path().join("nowhere"), &dangling).unwrap();
-        let file = tmp.path().join("file");
-        fs::write(&file, "").unwrap();
-        let foreign = tmp.path().join("foreign");
-        fs::create_dir(&foreign).unwrap();
-        fs::set_permissions(&foreign, fs::Permissions::from_mode(0o711)).unwrap();
-        std::os::unix::fs::chown(&foreign, Some(USER), None).unwrap();
-        let open = tmp.path().join("open");
-        fs::create_dir(&open).unwrap();
-        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
-
-        for (path, says) in [
-            (&link, "symbolic link"),
-            (&dangling, "symbolic link"),
-            (&file, "not a directory"),
-            (&foreign, "owned by uid 1234"),
-            (&open, "writable by group or others"),
-        ] {
-            let err = ensure_runtime_dir(path).unwrap_err();
-            assert_eq!(err.code, Code::Config, "{}", path.display());
-            assert!(err.message.contains(says), "{}", err.message);
-            assert!(
-                err.message.starts_with("runtime directory "),
-                "{}",
-                err.message
-            );
-        }
-        assert!(!tmp.path().join("nowhere").exists());
-        assert_eq!(
-            ensure_runtime_dir(Path::new("relative/kubesu"))
-                .unwrap_err()
-                .code,
-            Code::Config
-        );
-    }
-
-    #[test]
-    fn check_runtime_dir_creates_nothing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let rt = tmp.path().join("a/kubesu");
-        assert!(!check_runtime_dir(&rt).unwrap());
-        assert!(!tmp.path().join("a").exists());
-        fs::create_dir_all(&rt).unwrap();
-        fs::set_permissions(&rt, fs::Permissions::from_mode(0o711)).unwrap();
-        assert!(check_runtime_dir(&rt).unwrap());
-        fs::set_permissions(&rt, fs::Permissions::from_mode(0o777)).unwrap();
-        let err = check_runtime_dir(&rt).unwrap_err();
-        assert_eq!(err.code, Code::Config);
-        assert!(
-            err.message.contains("writable by group or others"),
-            "{}",
-            err.message
-        );
-    }
-
-    #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn remove_deletes_links_not_their_targets() {
+        crate::sys::require_root();
         let (tmp, rt) = runtime();
         let outside = tmp.path().join("precious");
         fs::write(&outside, "keep").unwrap();
@@ -792,7 +446,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn remove_deletes_a_planted_link_itself() {
+        crate::sys::require_root();
         let (tmp, rt) = runtime();
         let target = tmp.path().join("target");
         fs::create_dir(&target).unwrap();
@@ -804,7 +460,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn remove_refuses_too_deep_nesting() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         let mut deep = h.dir.clone();
@@ -817,7 +475,9 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn lists_only_run_ids() {
+        crate::sys::require_root();
         let (_tmp, rt) = runtime();
         give(&rt).unwrap();
         let other = RunId::parse("zzzzzzzzzzzzzzzz").unwrap();
@@ -826,8 +486,12 @@ mod tests {
             fs::create_dir(rt.join(junk)).unwrap();
         }
         fs::write(rt.join("notes"), "").unwrap();
-        assert_eq!(list_run_dirs(&rt).unwrap(), vec![run(), other]);
+        assert_eq!(runtime_dir::list_run_dirs(&rt).unwrap(), vec![run(), other]);
         let tmp = tempfile::tempdir().unwrap();
-        assert!(list_run_dirs(&tmp.path().join("none")).unwrap().is_empty());
+        assert!(
+            runtime_dir::list_run_dirs(&tmp.path().join("none"))
+                .unwrap()
+                .is_empty()
+        );
     }
 }

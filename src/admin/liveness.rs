@@ -5,7 +5,7 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::cluster::lease::Lease;
+use crate::cluster::lease::Holder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,13 +44,13 @@ impl Here {
     }
 }
 
-pub fn judge(lease: &Lease, here: &Here) -> State {
+pub fn judge(lease: &Holder, here: &Here) -> State {
     judge_with(lease, here, |pid, start| {
         crate::sys::process::start_time(pid) == Some(start)
     })
 }
 
-fn judge_with(lease: &Lease, here: &Here, running: impl Fn(u32, u64) -> bool) -> State {
+fn judge_with(lease: &Holder, here: &Here, running: impl Fn(u32, u64) -> bool) -> State {
     let expired = lease
         .expires
         .parse::<Timestamp>()
@@ -74,11 +74,8 @@ fn judge_with(lease: &Lease, here: &Here, running: impl Fn(u32, u64) -> bool) ->
 mod tests {
     use super::*;
 
-    fn lease(expires: &str, host: &str, boot: &str) -> Lease {
-        Lease {
-            run: "r".into(),
-            namespace: "ns".into(),
-            service_account: "sa".into(),
+    fn lease(expires: &str, host: &str, boot: &str) -> Holder {
+        Holder {
             user: "alice".into(),
             caller: "svc".into(),
             expires: expires.into(),

@@ -1,12 +1,19 @@
 //! The start shared by the administrative modes (gc, list, revoke): root,
 //! the config, an event loop and kubesu's own connection to the cluster.
 
+pub mod check;
+pub mod gc;
+pub mod list;
+pub mod liveness;
+pub mod rbac;
+pub mod revoke;
+
 use std::path::Path;
 
-use crate::authorize::{self, Caller};
 use crate::cluster::Cluster;
-use crate::config::Config;
 use crate::failure::{Failure, Result};
+use crate::policy::config::{self, Config};
+use crate::run::authorize::{self, Caller};
 use crate::sys::Invoker;
 
 pub struct Session {
@@ -28,7 +35,7 @@ pub enum Audience {
 pub fn open(config_path: Option<&Path>, mode: &str, audience: Audience) -> Result<Session> {
     let invoker = Invoker::current();
     authorize::check_invoker(&invoker)?;
-    let config = crate::run::load_config(config_path, &invoker)?;
+    let config = config::load(config::chosen(config_path, invoker.came_through_sudo())?)?;
     let caller = authorize::caller(&config, &invoker)?;
     if caller.via_sudo && audience == Audience::Administrators {
         return Err(Failure::denied(format!(

@@ -1,5 +1,5 @@
 //! Names kubesu gives to Kubernetes objects: the namespace a run uses, the
-//! run's ServiceAccount, the user label and the run id.
+//! run's ServiceAccount and the user label.
 //!
 //! The namespace mapping must be injective: two different users (or teams)
 //! must never share a namespace. Valid names are kept as they are, so admins
@@ -7,12 +7,11 @@
 //! original, and the "--" marker keeps both kinds apart.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::failure::{Failure, Result};
+use crate::policy::identity::{RunId, base32};
 
 /// The pattern [`check_account_name`] enforces, quoted in its messages.
 const ACCOUNT_NAME_PATTERN: &str = "^[a-z_][a-z0-9_-]{0,31}$";
@@ -29,14 +28,6 @@ const HASH_CHARS: usize = 10;
 /// Stands in for a mangled name with nothing usable left (e.g. "" or "é"),
 /// so the label still starts alphanumerically and still carries the mark.
 const EMPTY_STEM: &str = "x";
-
-/// Lowercase RFC 4648 base32: only letters and 2-7, so any encoding is a
-/// valid DNS label and label value.
-const BASE32_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-/// Random bytes in a run id: 80 bits make guessing another run's id hopeless.
-const RUN_ID_BYTES: usize = 10;
-/// Base32 characters in a run id (80 bits / 5 bits per character, no padding).
-const RUN_ID_CHARS: usize = 16;
 
 /// Prefix of the run's ServiceAccount, so admins can tell kubesu's accounts.
 const SERVICE_ACCOUNT_PREFIX: &str = "kubesu-";
@@ -74,48 +65,6 @@ impl Policy {
             Policy::Fixed => None,
             Policy::PerRun => Some(Placeholder::Run),
         }
-    }
-}
-
-/// An unguessable run id: 16 characters of lowercase RFC 4648 base32 without
-/// padding (80 random bits from the OS), valid as a DNS label and a label value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RunId(String);
-
-impl RunId {
-    /// A new run id from the OS random number generator.
-    pub fn generate() -> Result<RunId> {
-        let mut bytes = [0u8; RUN_ID_BYTES];
-        SystemRandom::new().fill(&mut bytes).map_err(|_| {
-            Failure::software(
-                "cannot read random bytes from the operating system for the run id; \
-                 check that getrandom(2) or /dev/urandom works",
-            )
-        })?;
-        Ok(RunId(base32(&bytes)))
-    }
-
-    /// A run id given on the command line (`kubesu revoke RUN_ID`).
-    pub fn parse(s: &str) -> Result<RunId> {
-        let valid = s.len() == RUN_ID_CHARS && s.bytes().all(|b| BASE32_ALPHABET.contains(&b));
-        if valid {
-            Ok(RunId(s.to_owned()))
-        } else {
-            Err(Failure::data(format!(
-                "run id {s:?} is refused: run ids are {RUN_ID_CHARS} characters of \
-                 lower case letters and digits 2-7; copy the id kubesu printed for the run"
-            )))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -285,7 +234,7 @@ pub fn namespace(
 }
 
 /// Whether `s` is a DNS-1123 label: 1-63 of [a-z0-9-], alphanumeric at both ends.
-fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = s.as_bytes();
     match (bytes.first(), bytes.last()) {
@@ -361,34 +310,11 @@ pub fn user_label(user: &str) -> String {
     dns_label(user)
 }
 
-/// Lowercase RFC 4648 base32 without padding.
-fn base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let mut buffer: u16 = 0;
-    let mut bits = 0;
-    for &byte in bytes {
-        buffer = (buffer << 8) | u16::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(
-                BASE32_ALPHABET[usize::from((buffer >> bits) & 31)],
-            ));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(
-            BASE32_ALPHABET[usize::from((buffer << (5 - bits)) & 31)],
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::failure::Code;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::HashMap;
 
     fn run() -> RunId {
         RunId::parse("abcdefgh234567ab").unwrap()
@@ -396,21 +322,6 @@ mod tests {
 
     fn assert_label(s: &str) {
         assert!(is_dns_label(s), "not a DNS-1123 label: {s:?}");
-    }
-
-    #[test]
-    fn base32_matches_rfc_4648_vectors() {
-        for (input, want) in [
-            ("", ""),
-            ("f", "my"),
-            ("fo", "mzxq"),
-            ("foo", "mzxw6"),
-            ("foob", "mzxw6yq"),
-            ("fooba", "mzxw6ytb"),
-            ("foobar", "mzxw6ytboi"),
-        ] {
-            assert_eq!(base32(input.as_bytes()), want);
-        }
     }
 
     #[test]
@@ -517,36 +428,6 @@ mod tests {
         }
         let err = check_account_name("team", "Data").unwrap_err();
         assert!(err.message.starts_with("team name \"Data\" is refused"));
-    }
-
-    #[test]
-    fn run_ids() {
-        let mut ids = HashSet::new();
-        for _ in 0..1000 {
-            let id = RunId::generate().unwrap();
-            assert_eq!(id.as_str().len(), RUN_ID_CHARS);
-            assert_label(id.as_str());
-            assert_eq!(RunId::parse(id.as_str()).unwrap(), id);
-            assert_eq!(id.to_string(), id.as_str());
-            ids.insert(id);
-        }
-        assert_eq!(ids.len(), 1000);
-        for bad in [
-            "ABCDEFGH234567AB",
-            "abcdefgh234567a",
-            "abcdefgh234567abc",
-            "abcdefgh234567a1",
-            "abcdefgh234567a8",
-            "abcdefgh-34567ab",
-            "",
-            "abcdefgh234567aé",
-        ] {
-            assert_eq!(
-                RunId::parse(bad).unwrap_err().code,
-                Code::DataErr,
-                "{bad:?}"
-            );
-        }
     }
 
     #[test]

@@ -10,20 +10,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::jiff::SignedDuration;
 use serde_json::json;
 
+use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience};
 use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
-use crate::cluster::{Cluster, MANAGED_BY, RUN_LABEL, lease, namespace};
+use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
-use crate::handover;
-use crate::liveness::{self, Here};
+use crate::run::{handover, runtime_dir};
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of
 /// leases does not flood the API server.
@@ -32,7 +28,7 @@ const CONCURRENCY: usize = 16;
 /// What gc removes, one object or set of objects each.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "what", rename_all = "kebab-case")]
-enum Target {
+enum Garbage {
     Lease {
         namespace: String,
         service_account: String,
@@ -56,7 +52,7 @@ enum Target {
 #[derive(Debug, serde::Serialize)]
 struct Action {
     #[serde(flatten)]
-    target: Target,
+    garbage: Garbage,
     run: String,
     reason: String,
     /// None on a dry run.
@@ -98,15 +94,15 @@ pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
 }
 
 fn print_action(action: &Action, dry_run: bool) {
-    let what = match &action.target {
-        Target::Lease {
+    let what = match &action.garbage {
+        Garbage::Lease {
             namespace,
             service_account,
         } => format!("lease ServiceAccount {namespace}/{service_account}"),
-        Target::Leftovers { kind, namespace } => format!("{kind:?}s in {namespace}"),
-        Target::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
-        Target::Namespace { name } => format!("per-run namespace {name}"),
-        Target::RunDirectory { path } => format!("run directory {path}"),
+        Garbage::Leftovers { kind, namespace } => format!("{kind:?}s in {namespace}"),
+        Garbage::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
+        Garbage::Namespace { name } => format!("per-run namespace {name}"),
+        Garbage::RunDirectory { path } => format!("run directory {path}"),
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     match &action.error {
@@ -125,11 +121,11 @@ fn print_action(action: &Action, dry_run: bool) {
 async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<Vec<Action>> {
     let (spark, namespaces, bindings) = tokio::join!(
         leftovers::list_all(cluster),
-        per_run_namespaces(cluster),
-        kubesu_bindings(cluster),
+        namespace::list_per_run(cluster),
+        lease::list_bindings(cluster),
     );
     let (spark, namespaces, bindings) = (spark?, namespaces?, bindings?);
-    let directories = handover::list_run_dirs(runtime_dir)?;
+    let directories = runtime_dir::list_run_dirs(runtime_dir)?;
     let leases = lease::list(cluster, None).await?;
 
     let here = Here::now();
@@ -137,28 +133,25 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     let mut live = BTreeSet::new();
     let mut dead_accounts = BTreeSet::new();
     for found in &leases {
-        let state = liveness::judge(&found.lease, &here);
+        let state = liveness::judge(&found.holder, &here);
         if state.is_live() {
-            live.insert(found.lease.run.clone());
+            live.insert(found.run.clone());
             continue;
         }
-        dead_accounts.insert((
-            found.lease.namespace.clone(),
-            found.lease.service_account.clone(),
-        ));
-        actions.push(planned(
-            Target::Lease {
-                namespace: found.lease.namespace.clone(),
-                service_account: found.lease.service_account.clone(),
+        dead_accounts.insert((found.namespace.clone(), found.service_account.clone()));
+        actions.push(Action::new(
+            Garbage::Lease {
+                namespace: found.namespace.clone(),
+                service_account: found.service_account.clone(),
             },
-            &found.lease.run,
+            &found.run,
             &format!("{state:?}"),
         ));
     }
     let orphan = |run: &str| !live.contains(run);
     for item in spark.into_iter().filter(|l| orphan(&l.run)) {
-        actions.push(planned(
-            Target::Leftovers {
+        actions.push(Action::new(
+            Garbage::Leftovers {
                 kind: item.kind,
                 namespace: item.namespace,
             },
@@ -169,8 +162,8 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     for (namespace, name, run) in bindings {
         // A dead lease's RoleBinding goes with its lease.
         if orphan(&run) && !dead_accounts.contains(&(namespace.clone(), name.clone())) {
-            actions.push(planned(
-                Target::RoleBinding { namespace, name },
+            actions.push(Action::new(
+                Garbage::RoleBinding { namespace, name },
                 &run,
                 "no live lease",
             ));
@@ -179,13 +172,17 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     let old_enough = here.now - SignedDuration::try_from(grace).unwrap_or(SignedDuration::ZERO);
     for (name, run, created) in namespaces {
         if orphan(&run) && created.is_some_and(|c| c < old_enough) {
-            actions.push(planned(Target::Namespace { name }, &run, "no live lease"));
+            actions.push(Action::new(
+                Garbage::Namespace { name },
+                &run,
+                "no live lease",
+            ));
         }
     }
     for run in directories.iter().filter(|r| orphan(r.as_str())) {
         let path = runtime_dir.join(run.as_str()).display().to_string();
-        actions.push(planned(
-            Target::RunDirectory { path },
+        actions.push(Action::new(
+            Garbage::RunDirectory { path },
             run.as_str(),
             "no live lease",
         ));
@@ -193,13 +190,16 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     Ok(actions)
 }
 
-fn planned(target: Target, run: &str, reason: &str) -> Action {
-    Action {
-        target,
-        run: run.to_string(),
-        reason: reason.to_string(),
-        removed: None,
-        error: None,
+impl Action {
+    /// Found, not yet removed.
+    fn new(garbage: Garbage, run: &str, reason: &str) -> Action {
+        Action {
+            garbage,
+            run: run.to_string(),
+            reason: reason.to_string(),
+            removed: None,
+            error: None,
+        }
     }
 }
 
@@ -217,70 +217,21 @@ async fn remove(cluster: &Cluster, runtime_dir: &Path, actions: Vec<Action>) -> 
 }
 
 async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> Result<()> {
-    match &action.target {
-        Target::Lease {
+    match &action.garbage {
+        Garbage::Lease {
             namespace,
             service_account,
         } => lease::release(cluster, namespace, service_account).await,
-        Target::Leftovers { kind, namespace } => {
+        Garbage::Leftovers { kind, namespace } => {
             leftovers::delete_one(cluster, *kind, namespace, &action.run).await
         }
-        Target::RoleBinding { namespace, name } => {
-            let api: Api<RoleBinding> = Api::namespaced(cluster.client.clone(), namespace);
-            let what = format!("deleting RoleBinding {namespace}/{name}");
-            cluster
-                .delete(&what, api.delete(name, &DeleteParams::background()))
-                .await
+        Garbage::RoleBinding { namespace, name } => {
+            lease::delete_binding(cluster, namespace, name).await
         }
-        Target::Namespace { name } => namespace::delete(cluster, name).await,
-        Target::RunDirectory { .. } => {
-            let run = crate::naming::RunId::parse(&action.run)?;
+        Garbage::Namespace { name } => namespace::delete(cluster, name).await,
+        Garbage::RunDirectory { .. } => {
+            let run = crate::policy::identity::RunId::parse(&action.run)?;
             handover::remove(runtime_dir, &run)
         }
     }
-}
-
-/// Per-run namespaces: (name, run, created).
-async fn per_run_namespaces(cluster: &Cluster) -> Result<Vec<(String, String, Option<Timestamp>)>> {
-    let api: Api<Namespace> = Api::all(cluster.client.clone());
-    let selector = format!("{}={},{RUN_LABEL}", MANAGED_BY.0, MANAGED_BY.1);
-    let found = cluster
-        .call(
-            "listing per-run namespaces",
-            api.list_metadata(&ListParams::default().labels(&selector)),
-        )
-        .await?;
-    Ok(found
-        .items
-        .into_iter()
-        .filter(|n| n.metadata.deletion_timestamp.is_none())
-        .filter_map(|n| {
-            let run = n.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
-            Some((
-                n.metadata.name?,
-                run,
-                n.metadata.creation_timestamp.map(|t| t.0),
-            ))
-        })
-        .collect())
-}
-
-/// kubesu's RoleBindings: (namespace, name, run).
-async fn kubesu_bindings(cluster: &Cluster) -> Result<Vec<(String, String, String)>> {
-    let api: Api<RoleBinding> = Api::all(cluster.client.clone());
-    let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    let found = cluster
-        .call(
-            "listing kubesu's RoleBindings",
-            api.list_metadata(&ListParams::default().labels(&selector)),
-        )
-        .await?;
-    Ok(found
-        .items
-        .into_iter()
-        .filter_map(|b| {
-            let run = b.metadata.labels.as_ref()?.get(RUN_LABEL)?.clone();
-            Some((b.metadata.namespace?, b.metadata.name?, run))
-        })
-        .collect())
 }

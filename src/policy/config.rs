@@ -4,16 +4,16 @@
 //! can write, through a path nobody else can redirect.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::naming::Policy;
+use crate::policy::environment;
+use crate::policy::naming::Policy;
+use crate::sys::fs::{self, check_root_owned, check_trusted_path};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,7 +247,9 @@ fn optional_duration<'de, D: serde::Deserializer<'de>>(
     duration(d).map(Some)
 }
 
-/// "90s", "30m", "2h", "1d", or plain seconds.
+/// "90s", "30m", "2h", "1d", or plain seconds: exactly what kubesu.toml(5)
+/// documents. Kept by hand: `humantime` would also accept months, years and
+/// nanoseconds, and refuse plain seconds, changing what a config means.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -339,16 +341,49 @@ impl Config {
                 "[cluster] renew_before must be shorter than token_ttl and more than 0".into(),
             );
         }
-        crate::environment::check_config(&self.environment, &self.commands)?;
-        crate::naming::namespace(
+        self.check_environment(origin)?;
+        crate::policy::naming::namespace(
             self.namespace.policy.into(),
             &self.namespace.template,
             "check",
             Some("check"),
-            &crate::naming::RunId::parse("aaaaaaaaaaaaaaaa")?,
+            &crate::policy::identity::RunId::parse("aaaaaaaaaaaaaaaa")?,
         )
         .map_err(|e| Failure::config(format!("config file {}: {e}", origin.display())))?;
         Ok(())
+    }
+
+    /// Refuse keep or set lists that name a variable no command may get
+    /// from the config (see `environment::is_forbidden`).
+    fn check_environment(&self, origin: &Path) -> Result<()> {
+        let env = &self.environment;
+        let names = env
+            .keep
+            .iter()
+            .chain(env.set.keys())
+            .chain(self.commands.iter().flat_map(|c| c.env.keys()));
+        for name in names {
+            if environment::is_forbidden(name) {
+                return Err(Failure::config(format!(
+                    "config file {}: [environment] may not keep or set {name}: it would let a caller \
+                     change what the command loads or which cluster it uses; remove it",
+                    origin.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The environment rules for `command`: its own variables win over
+    /// [environment] set.
+    pub fn environment_rules<'a>(&'a self, command: &'a Command) -> environment::Rules<'a> {
+        let env = &self.environment;
+        let set = env.set.iter().chain(command.env.iter());
+        environment::Rules {
+            path: &env.path,
+            keep: &env.keep,
+            set: set.map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
     }
 
     /// The rule for a command, by its resolved absolute path.
@@ -360,20 +395,32 @@ impl Config {
 /// TokenRequest refuses shorter lifetimes.
 pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(600);
 
+/// The config file kubesu reads unless a root shell passes --config.
+pub const DEFAULT_CONFIG: &str = "/etc/kubesu/config.toml";
+
+/// Which config file applies: --config only for a root shell, never through
+/// sudo.
+pub fn chosen(asked: Option<&Path>, came_through_sudo: bool) -> Result<&Path> {
+    match asked {
+        Some(path) if came_through_sudo => Err(Failure::denied(format!(
+            "--config {} is refused: through sudo kubesu always reads {DEFAULT_CONFIG}, so a caller cannot pick its own policy",
+            path.display()
+        ))),
+        Some(path) => Ok(path),
+        None => Ok(Path::new(DEFAULT_CONFIG)),
+    }
+}
+
 /// Read the config file, refusing one that anybody but root could have
 /// written or redirected.
 pub fn load(path: &Path) -> Result<Config> {
     check_trusted_path(path, "config file")?;
-    let mut file = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .or_fail(Code::Config, || {
-            format!(
-                "cannot open config file {}; install one (see `man kubesu`) or pass --config as root",
-                path.display()
-            )
-        })?;
+    let mut file = fs::open_no_follow(path).or_fail(Code::Config, || {
+        format!(
+            "cannot open config file {}; install one (see `man kubesu`) or pass --config as root",
+            path.display()
+        )
+    })?;
     let meta = file.metadata().or_fail(Code::Config, || {
         format!("cannot stat config file {}", path.display())
     })?;
@@ -385,75 +432,11 @@ pub fn load(path: &Path) -> Result<Config> {
     Config::parse(&text, path)
 }
 
-/// Every directory from `/` down to the file's parent must be a real
-/// directory owned by root and writable by nobody else: otherwise someone
-/// could swap the file.
-pub fn check_trusted_path(path: &Path, what: &str) -> Result<()> {
-    if !path.is_absolute() {
-        return Err(Failure::config(format!(
-            "{what} {} is not an absolute path",
-            path.display()
-        )));
-    }
-    let mut dir = PathBuf::from("/");
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    for part in std::iter::once(None).chain(parent.components().skip(1).map(Some)) {
-        if let Some(part) = part {
-            dir.push(part);
-        }
-        let meta = std::fs::symlink_metadata(&dir).or_fail(Code::Config, || {
-            format!(
-                "cannot inspect {} above {what} {}",
-                dir.display(),
-                path.display()
-            )
-        })?;
-        if !meta.file_type().is_dir() {
-            return Err(Failure::config(format!(
-                "{} above {what} {} is not a directory (a symlink?): kubesu follows no links to its configuration",
-                dir.display(),
-                path.display()
-            )));
-        }
-        check_root_owned(&dir, &meta, &format!("directory above {what}"))?;
-    }
-    Ok(())
-}
-
-/// Owned by root, not writable by group or others, and (for files) regular.
-pub fn check_root_owned(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()> {
-    if meta.uid() != 0 {
-        return Err(Failure::config(format!(
-            "{what} {} is owned by uid {}, not root: `chown root {}`",
-            path.display(),
-            meta.uid(),
-            path.display()
-        )));
-    }
-    // The sticky bit does not help here: root could still be raced within
-    // a world-writable directory by other users' names.
-    if meta.mode() & 0o022 != 0 {
-        return Err(Failure::config(format!(
-            "{what} {} is writable by group or others (mode {:o}): `chmod go-w {}`",
-            path.display(),
-            meta.mode() & 0o7777,
-            path.display()
-        )));
-    }
-    if !meta.file_type().is_dir() && !meta.file_type().is_file() {
-        return Err(Failure::config(format!(
-            "{what} {} is not a regular file",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    pub const EXAMPLE: &str = include_str!("../examples/config.toml");
+    pub const EXAMPLE: &str = include_str!("../../examples/config.toml");
 
     #[test]
     fn the_shipped_example_parses() {
@@ -489,6 +472,27 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
         for bad in ["", "h", "1w", "-5m", "1.5h", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_may_not_keep_or_set_loader_variables() {
+        let keep = EXAMPLE.replacen(
+            "keep = [\"JAVA_HOME\"",
+            "keep = [\"LD_PRELOAD\", \"JAVA_HOME\"",
+            1,
+        );
+        let set = format!(
+            "{EXAMPLE}\n[[command]]\npath = \"/bin/true\"\nenv = {{ KUBECONFIG = \"/x\" }}\n"
+        );
+        for text in [keep, set] {
+            let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            assert_eq!(err.code, Code::Config);
+            assert!(
+                err.message.contains("may not keep or set"),
+                "{}",
+                err.message
+            );
         }
     }
 

@@ -1,0 +1,115 @@
+//! `kubesu revoke RUN_ID | --user U`: end live runs' credentials now, from
+//! another terminal or the platform. The runs' commands keep running,
+//! without credentials.
+
+use std::path::Path;
+
+use crate::admin::{self, Audience};
+use crate::cli::RevokeArgs;
+use crate::cluster::{lease, namespace};
+use crate::failure::{Failure, Result};
+use crate::policy::identity::{RunId, RunIdentity};
+use crate::policy::labels::{RUN_LABEL, USER_LABEL};
+use crate::policy::naming;
+use crate::run;
+use crate::run::revoke::Grant;
+
+/// `kubesu revoke RUN_ID | --user U`: revoke live runs now. An
+/// administrator may revoke any run; a sudo caller only the runs it started.
+/// The command keeps running, without credentials.
+pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
+    let session = admin::open(config_path, "revoke", Audience::AdministratorsAndCallers)?;
+    let (selector, what) = match (&args.run_id, &args.user) {
+        (Some(run), _) => {
+            let run = RunId::parse(run)?;
+            (format!("{RUN_LABEL}={run}"), format!("run {run}"))
+        }
+        (None, Some(user)) => {
+            naming::check_account_name("user", user)?;
+            (
+                format!("{USER_LABEL}={}", naming::user_label(user)),
+                format!("user {user}"),
+            )
+        }
+        (None, None) => return Err(Failure::usage("name a RUN_ID or --user")),
+    };
+    let cluster = &session.cluster;
+    let deadline = session.config.cluster.revoke_timeout;
+    let leases = session
+        .runtime
+        .block_on(lease::list(cluster, Some(&selector)))?;
+    let (mine, others): (Vec<_>, Vec<_>) = leases
+        .into_iter()
+        .partition(|l| !session.caller.via_sudo || l.holder.caller == session.caller.name);
+    if !others.is_empty() {
+        return Err(Failure::denied(format!(
+            "{what} has runs started by other callers; caller {} may revoke only its own",
+            session.caller.name
+        )));
+    }
+    if mine.is_empty() {
+        return Err(Failure::data(format!(
+            "no live lease for {what}: nothing to revoke (already revoked or expired? see `kubesu list`)"
+        )));
+    }
+    let mut failures = Vec::new();
+    for lease in mine {
+        let Ok(run) = RunId::parse(&lease.run) else {
+            // Not a run id kubesu writes: still take the credentials back;
+            // without a run id there are no leftovers to find by it.
+            let released = session.runtime.block_on(lease::release(
+                cluster,
+                &lease.namespace,
+                &lease.service_account,
+            ));
+            match released {
+                Ok(()) => out!(
+                    "revoked lease ServiceAccount {}/{}; its run label {:?} is not a kubesu run id, \
+                     so look for what else it left by hand",
+                    lease.namespace,
+                    lease.service_account,
+                    lease.run
+                ),
+                Err(e) => {
+                    err!("kubesu: {e}");
+                    failures.push(e);
+                }
+            }
+            continue;
+        };
+        // A per-run namespace is named from its run: deleting it is revoking.
+        let per_run = session.runtime.block_on(namespace::is_run_namespace(
+            cluster,
+            &lease.namespace,
+            &lease.run,
+        ))?;
+        let grant = Grant {
+            identity: RunIdentity {
+                run,
+                namespace: lease.namespace.clone(),
+                service_account: lease.service_account.clone(),
+            },
+            per_run_namespace: per_run,
+            spark_leftovers: true,
+        };
+        match session
+            .runtime
+            .block_on(run::revoke::revoke(cluster, &grant, deadline))
+        {
+            Ok(()) => out!(
+                "revoked run {} of user {} in namespace {}",
+                lease.run,
+                lease.holder.user,
+                lease.namespace
+            ),
+            Err(e) => {
+                err!("kubesu: {e}");
+                failures.push(e);
+            }
+        }
+    }
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(0),
+    }
+}

@@ -1,0 +1,540 @@
+//! The spark-submit policy on the arguments users actually write, on the
+//! tricks that would smuggle a setting past it, and on the forced settings.
+
+use super::*;
+use crate::failure::Code;
+use crate::policy::labels::app_id;
+use std::os::unix::ffi::OsStringExt;
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+fn refused_with(args: &[OsString], denied: &[&str]) -> String {
+    let denied: Vec<String> = denied.iter().map(|d| d.to_string()).collect();
+    match refuse_overrides(args, &denied) {
+        Ok(()) => panic!("{args:?} was allowed"),
+        Err(failure) => {
+            assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
+            assert!(
+                failure.message.starts_with("spark-submit argument \""),
+                "{}",
+                failure.message
+            );
+            assert!(
+                failure.message.contains("is refused: "),
+                "{}",
+                failure.message
+            );
+            failure.message
+        }
+    }
+}
+
+fn refused(args: &[&str]) -> String {
+    refused_with(&os(args), &[])
+}
+
+fn allowed_with(args: &[&str], denied: &[&str]) {
+    let denied: Vec<String> = denied.iter().map(|d| d.to_string()).collect();
+    if let Err(failure) = refuse_overrides(&os(args), &denied) {
+        panic!("{args:?} was refused: {}", failure.message);
+    }
+}
+
+fn allowed(args: &[&str]) {
+    allowed_with(args, &[]);
+}
+
+fn forced() -> Forced {
+    Forced {
+        master: "k8s://https://127.0.0.1:16443".into(),
+        namespace: "team-a".into(),
+        service_account: "spark".into(),
+        app_id: app_id("abc123"),
+        run_label: (RUN_LABEL.into(), "abc123".into()),
+    }
+}
+
+const FORBIDDEN_KEYS: &[&str] = &[
+    "spark.master",
+    "spark.kubernetes.driver.master",
+    "spark.kubernetes.namespace",
+    "spark.kubernetes.context",
+    "spark.app.id",
+    "spark.kubernetes.authenticate.driver.serviceAccountName",
+    "spark.kubernetes.authenticate.executor.serviceAccountName",
+    "spark.kubernetes.authenticate.oauthTokenFile",
+    "spark.kubernetes.authenticate.oauthToken",
+    "spark.kubernetes.authenticate.caCertFile",
+    "spark.kubernetes.authenticate.clientKeyFile",
+    "spark.kubernetes.authenticate.submission.oauthTokenFile",
+    "spark.kubernetes.authenticate.submission.caCertFile",
+    "spark.kubernetes.authenticate.driver.mounted.oauthTokenFile",
+    "spark.kubernetes.driver.label.kubesu.io/run",
+    "spark.kubernetes.executor.label.kubesu.io/run",
+    "spark.kubernetes.driver.label.kubesu.io/other",
+    "spark.kubernetes.executor.label.KUBESU.IO/run",
+];
+
+/// The ways spark-submit accepts to set `key=value`, each also after an
+/// ordinary option so that parsing is shown to reach it.
+fn conf_syntaxes(pair: &str) -> Vec<Vec<String>> {
+    let forms = vec![
+        vec!["--conf".to_string(), pair.to_string()],
+        vec![format!("--conf={pair}")],
+        vec!["-c".to_string(), pair.to_string()],
+    ];
+    let mut all = forms.clone();
+    for form in forms {
+        let mut after = vec![
+            "--deploy-mode".to_string(),
+            "cluster".to_string(),
+            "-v".to_string(),
+        ];
+        after.extend(form);
+        after.push("app.jar".to_string());
+        all.push(after);
+    }
+    all
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn refuses_every_forbidden_key_in_every_syntax() {
+    for key in FORBIDDEN_KEYS {
+        for pair in [format!("{key}=x"), format!(" {key} =x"), format!("{key}=")] {
+            for args in conf_syntaxes(&pair) {
+                let message = refused(&strs(&args));
+                assert!(message.contains(key.trim()), "{message}");
+                assert!(message.contains("remove it"), "{message}");
+            }
+        }
+    }
+}
+
+#[test]
+fn refuses_every_forced_key() {
+    let forced_args = forced_args(&forced());
+    for pair in forced_args.iter().skip(3).step_by(2) {
+        let pair = pair.to_string_lossy();
+        let message = refused(&["--conf", &pair]);
+        assert!(message.contains(pair.as_ref()), "{message}");
+    }
+}
+
+#[test]
+fn names_the_reason() {
+    let message = refused(&["--conf", "spark.kubernetes.namespace=other"]);
+    assert_eq!(
+        message,
+        "spark-submit argument \"--conf spark.kubernetes.namespace=other\" is refused: \
+         kubesu sets the namespace for this run; remove it"
+    );
+    assert!(refused(&["--conf", "spark.master=x"]).contains(MASTER_REASON));
+    assert!(
+        refused(&["-c", "spark.kubernetes.authenticate.oauthToken=t"]).contains(CREDENTIALS_REASON)
+    );
+}
+
+#[test]
+fn refuses_master_option() {
+    for args in [
+        vec!["--master", "local[*]"],
+        vec!["--master=k8s://https://evil:6443"],
+        vec!["--master="],
+        vec!["--name", "x", "--master", "yarn", "app.jar"],
+    ] {
+        let message = refused(&args);
+        assert!(message.contains("--master"), "{message}");
+        assert!(message.contains(MASTER_REASON), "{message}");
+    }
+}
+
+#[test]
+fn refuses_proxy_user_kill_status_and_properties_file() {
+    for (args, shown) in [
+        (vec!["--proxy-user", "root"], "--proxy-user root"),
+        (vec!["--proxy-user=root"], "--proxy-user=root"),
+        (vec!["--proxy-user="], "--proxy-user="),
+        (vec!["--kill", "ns:driver-1"], "--kill ns:driver-1"),
+        (vec!["--kill=ns:driver-1"], "--kill=ns:driver-1"),
+        (vec!["--status", "ns:driver-1"], "--status ns:driver-1"),
+        (vec!["--status=x"], "--status=x"),
+        (
+            vec!["--properties-file", "my.conf"],
+            "--properties-file my.conf",
+        ),
+        (
+            vec!["--properties-file=my.conf"],
+            "--properties-file=my.conf",
+        ),
+    ] {
+        let message = refused(&args);
+        assert!(message.contains(&format!("\"{shown}\"")), "{message}");
+    }
+}
+
+#[test]
+fn refuses_unknown_options_before_the_application() {
+    for arg in [
+        "--foo",
+        "--foo=bar",
+        "-ck=v",
+        "-cspark.master=x",
+        "-c=spark.master=x",
+        "--Conf",
+        "--kubernetes-namespace",
+        "-x",
+        "-",
+        "--",
+        "--=x",
+    ] {
+        let message = refused(&[arg, "app.jar"]);
+        assert!(message.contains("unknown spark-submit option"), "{message}");
+        assert!(message.contains("cannot check"), "{message}");
+    }
+}
+
+#[test]
+fn refuses_option_without_value() {
+    for option in [
+        "--conf",
+        "-c",
+        "--master",
+        "--name",
+        "--class",
+        "--proxy-user",
+    ] {
+        let message = refused(&["--verbose", option]);
+        assert!(message.contains(&format!("\"{option}\"")), "{message}");
+        assert!(message.contains("needs a value"), "{message}");
+    }
+}
+
+#[test]
+fn refuses_conf_without_equals() {
+    for args in [
+        vec!["--conf", "spark.app.name"],
+        vec!["--conf=spark.app.name"],
+        vec!["-c", ""],
+        vec!["--conf="],
+    ] {
+        let message = refused(&args);
+        assert!(message.contains("no '='"), "{message}");
+        assert!(message.contains(args[0]), "{message}");
+    }
+}
+
+#[test]
+fn refuses_forbidden_system_properties_in_java_options() {
+    let values = [
+        "-Dspark.master=local",
+        "-Xmx1g -Dspark.kubernetes.namespace=other",
+        "-Dspark.kubernetes.authenticate.oauthToken=t",
+        "\"-Dspark.kubernetes.context\"=c",
+        "'-Dspark.kubernetes.namespace=a b'",
+        "-Dspark.kube\\rnetes.namespace=x",
+        "-Dspark.kubernetes.driver.label.kubesu.io/run=x",
+        "-Dspark.master",
+        "-XX:+UseG1GC\t-Dspark.master=x",
+    ];
+    let keys = [
+        "spark.driver.extraJavaOptions",
+        "spark.driver.defaultJavaOptions",
+        "spark.executor.extraJavaOptions",
+        "spark.executor.defaultJavaOptions",
+        "spark.kubernetes.driverEnv.JAVA_TOOL_OPTIONS",
+        "spark.executorEnv.SPARK_JAVA_OPT_9",
+    ];
+    for value in values {
+        refused(&["--driver-java-options", value]);
+        refused(&[&format!("--driver-java-options={value}")]);
+        for key in keys {
+            let message = refused(&["--conf", &format!("{key}={value}")]);
+            assert!(message.contains("-Dspark."), "{message}");
+        }
+    }
+}
+
+#[test]
+fn refuses_java_options_from_files() {
+    for value in [
+        "@/tmp/opts",
+        "-Xmx1g '@opts'",
+        "-XX:VMOptionsFile=/tmp/o",
+        "-XX:Flags=.hotspotrc",
+    ] {
+        let message = refused(&["--driver-java-options", value]);
+        assert!(message.contains("from a file"), "{message}");
+    }
+}
+
+#[test]
+fn allows_ordinary_java_options() {
+    allowed(&[
+        "--driver-java-options",
+        "-Xmx2g -Dlog4j.configurationFile=log4j2.xml -Dspark.app.name=x",
+        "--conf",
+        "spark.executor.extraJavaOptions=-XX:+UseG1GC -Dfoo=bar",
+        "--conf",
+        "spark.executorEnv.NOT_JAVA=-Dspark.master=x",
+        "app.jar",
+    ]);
+}
+
+#[test]
+fn allows_ordinary_arguments() {
+    allowed(&[]);
+    allowed(&[
+        "--deploy-mode",
+        "cluster",
+        "--deploy-mode=client",
+        "--name",
+        "etl",
+        "--conf",
+        "spark.executor.instances=3",
+        "--conf=spark.kubernetes.container.image=spark:3.5",
+        "-c",
+        "spark.kubernetes.driver.label.team=data",
+        "-c",
+        "spark.kubernetes.executor.label.example.com/run=x",
+        "--conf",
+        "spark.kubernetes.namespaces=x",
+        "--principal",
+        "me@EXAMPLE.COM",
+        "--keytab=/home/me/me.keytab",
+        "--jars",
+        "a.jar,b.jar",
+        "--packages",
+        "org.example:lib:1.0",
+        "--driver-memory",
+        "2g",
+        "--executor-memory=4g",
+        "--verbose=x",
+        "-v",
+        "--supervise",
+        "--class",
+        "com.example.Main",
+        "app.jar",
+    ]);
+}
+
+#[test]
+fn leaves_application_arguments_alone() {
+    allowed(&["app.py", "--master", "x", "--conf", "spark.master=y"]);
+    allowed(&[
+        "--class",
+        "com.example.Main",
+        "app.jar",
+        "--proxy-user",
+        "root",
+        "--kill",
+        "x",
+        "--foo",
+        "--conf",
+    ]);
+    allowed(&[
+        "--deploy-mode",
+        "cluster",
+        "local:///opt/app.jar",
+        "--properties-file",
+        "f",
+    ]);
+}
+
+#[test]
+fn keeps_checking_after_the_application_for_shell_classes() {
+    for class in [
+        "org.apache.spark.repl.Main",
+        "org.apache.spark.sql.hive.thriftserver.SparkSQLCLIDriver",
+        "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+    ] {
+        let message = refused(&["--class", class, "shell-arg", "--master", "x"]);
+        assert!(message.contains("--master x"), "{message}");
+        refused(&[
+            &format!("--class={class}"),
+            "-i",
+            "x",
+            "-c",
+            "spark.master=y",
+        ]);
+        allowed(&[
+            "--class",
+            class,
+            "-i",
+            "init.scala",
+            "--conf",
+            "spark.app.name=x",
+            "arg",
+        ]);
+    }
+}
+
+#[test]
+fn extra_denied_exact_and_prefix() {
+    let exact = ["spark.kubernetes.driver.podTemplateFile"];
+    let message = refused_with(
+        &os(&["--conf", "spark.kubernetes.driver.podTemplateFile=t.yaml"]),
+        &exact,
+    );
+    assert!(
+        message.contains("spark.kubernetes.driver.podTemplateFile"),
+        "{message}"
+    );
+    assert!(message.contains("deny list"), "{message}");
+    allowed_with(
+        &["--conf", "spark.kubernetes.driver.podTemplateFileX=t"],
+        &exact,
+    );
+    allowed_with(&["--conf", "spark.kubernetes.driver.podTemplate=t"], &exact);
+
+    let star = ["spark.kubernetes.driver.podTemplate*"];
+    for key in ["podTemplateFile", "podTemplateContainerName", "podTemplate"] {
+        let args = os(&["-c", &format!("spark.kubernetes.driver.{key}=x")]);
+        let message = refused_with(&args, &star);
+        assert!(
+            message.contains("spark.kubernetes.driver.podTemplate*"),
+            "{message}"
+        );
+    }
+    allowed_with(&["-c", "spark.kubernetes.driver.pod.name=x"], &star);
+
+    let dot = ["spark.kubernetes.executor.volumes."];
+    refused_with(
+        &os(&["--conf=spark.kubernetes.executor.volumes.hostPath.x.mount.path=/"]),
+        &dot,
+    );
+    allowed_with(&["--conf=spark.kubernetes.executor.volumesX=1"], &dot);
+}
+
+#[test]
+fn extra_denied_applies_to_option_shorthands_and_java_options() {
+    refused_with(&os(&["--jars", "evil.jar"]), &["spark.jars"]);
+    refused_with(
+        &os(&["--driver-class-path=/x"]),
+        &["spark.driver.extraClassPath"],
+    );
+    let message = refused_with(
+        &os(&[
+            "--driver-java-options",
+            "-Dspark.kubernetes.driver.podTemplateFile=t",
+        ]),
+        &["spark.kubernetes.driver.podTemplate*"],
+    );
+    assert!(message.contains("deny list"), "{message}");
+    allowed_with(&["app.jar", "--jars", "x"], &["spark.jars"]);
+}
+
+#[test]
+fn handles_non_utf8_without_panicking() {
+    let invalid = |prefix: &[u8], suffix: &[u8]| {
+        let mut bytes = prefix.to_vec();
+        bytes.push(0xff);
+        bytes.extend_from_slice(suffix);
+        OsString::from_vec(bytes)
+    };
+    // A key that could read as a forbidden one is refused.
+    for arg in [
+        invalid(b"spark.master", b"=x"),
+        invalid(b"spark.kubernetes.", b"namespace=x"),
+        invalid(b"spark.kubernetes.authenticate.", b"=x"),
+    ] {
+        refused_with(&[OsString::from("--conf"), arg], &[]);
+    }
+    let message = refused_with(&[invalid(b"--", b"master"), OsString::from("x")], &[]);
+    assert!(message.contains('\u{FFFD}'), "{message}");
+    // Ordinary values, the application file and its arguments may be anything.
+    let fine = [
+        OsString::from("--conf"),
+        invalid(b"spark.app.name=", b""),
+        OsString::from("--name"),
+        invalid(b"", b""),
+        invalid(b"app", b".jar"),
+        invalid(b"--", b"master"),
+    ];
+    assert!(refuse_overrides(&fine, &[]).is_ok());
+}
+
+#[test]
+fn escapes_and_shortens_what_it_quotes() {
+    let message = refused(&["--conf", "spark.master=\u{1b}[31mred\n"]);
+    assert!(
+        !message.contains('\u{1b}') && !message.contains('\n'),
+        "{message}"
+    );
+    assert!(message.contains("\\u{1b}[31mred\\n"), "{message}");
+    let long = format!("spark.master={}", "x".repeat(1000));
+    let message = refused(&["--conf", &long]);
+    assert!(message.len() < 500 && message.contains('…'), "{message}");
+}
+
+#[test]
+fn forced_args_are_exactly_the_forced_settings() {
+    let expected = os(&[
+        "--master",
+        "k8s://https://127.0.0.1:16443",
+        "--conf",
+        "spark.kubernetes.namespace=team-a",
+        "--conf",
+        "spark.kubernetes.authenticate.driver.serviceAccountName=spark",
+        "--conf",
+        "spark.app.id=spark-kubesu-abc123",
+        "--conf",
+        "spark.kubernetes.driver.label.kubesu.io/run=abc123",
+        "--conf",
+        "spark.kubernetes.executor.label.kubesu.io/run=abc123",
+    ]);
+    assert_eq!(forced_args(&forced()), expected);
+}
+
+#[test]
+fn an_inline_value_does_not_hide_the_next_argument() {
+    refused(&["--name=x", "--master", "k8s://https://evil:6443", "app.py"]);
+    refused(&[
+        "--deploy-mode=client",
+        "--conf",
+        "spark.kubernetes.namespace=x",
+        "app.py",
+    ]);
+}
+
+#[test]
+fn a_cluster_submission_must_wait_for_its_job() {
+    for value in ["false", "False", " false ", "no"] {
+        let pair = format!("spark.kubernetes.submission.waitAppCompletion={value}");
+        let message = refused(&["--conf", &pair, "app.jar"]);
+        assert!(message.contains("waited for"), "{message}");
+    }
+    allowed(&[
+        "--conf",
+        "spark.kubernetes.submission.waitAppCompletion=true",
+        "app.jar",
+    ]);
+}
+
+#[test]
+fn command_line_is_program_forced_then_user() {
+    let user = os(&["--name", "x", "app.py", "--master", "y"]);
+    let line = command_line("/opt/spark/bin/spark-submit".into(), &user, &forced());
+    let forced_len = forced_args(&forced()).len();
+    assert_eq!(line[0], "/opt/spark/bin/spark-submit");
+    assert_eq!(line[1..=forced_len], forced_args(&forced())[..]);
+    assert_eq!(line[forced_len + 1..], user[..]);
+    assert_eq!(line.len(), 1 + forced_len + user.len());
+}
+
+#[test]
+fn run_label_domain_comes_from_the_key() {
+    assert_eq!(run_label_domain(), "kubesu.io/");
+    assert!(sets_run_label(&format!(
+        "spark.kubernetes.driver.label.{RUN_LABEL}"
+    )));
+    assert!(!sets_run_label(
+        "spark.kubernetes.driver.label.kubesu.iox/run"
+    ));
+}

@@ -1,0 +1,235 @@
+//! `kubesu run` and `kubesu shell`: one run, phase by phase. `run` below
+//! reads top to bottom as the root path: authorize, plan, prepare, hand
+//! over, launch (drop privileges and exec), supervise (renewing the token),
+//! revoke, and the audit record around it all. Each phase is a module with
+//! a typed input and output.
+
+pub mod authorize;
+pub mod handover;
+pub mod launch;
+pub mod plan;
+pub mod prepare;
+pub mod record;
+pub mod renew;
+pub mod revoke;
+pub mod runtime_dir;
+pub mod supervise;
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::audit;
+use crate::cli::Target;
+use crate::cluster::Cluster;
+use crate::failure::{Code, Context, Result};
+use crate::policy::config::{self, Config};
+use crate::policy::spark;
+use crate::sys::{self, Invoker, process, signals};
+use authorize::{Authorized, Program, Request};
+use handover::Credentials;
+use plan::Plan;
+use prepare::Prepared;
+use record::{Clock, End, Event, Record, Revocation};
+use renew::{Renewal, RenewalParts};
+use supervise::Chore;
+
+/// The run, end to end. Returns the command's exit status.
+pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
+    let mut clock = Clock::new(target.verbose);
+    let invoker = Invoker::current();
+    authorize::check_invoker(&invoker)?;
+    let config = config::load(config::chosen(config_path, invoker.came_through_sudo())?)?;
+    let request = Request {
+        user: &target.user,
+        team: target.team.as_deref(),
+        ttl: target.ttl.as_deref(),
+        program,
+    };
+    let who = authorize::authorize(&config, &invoker, &request)?;
+    if who.rule.spark_submit {
+        spark::refuse_overrides(&who.args, &config.spark.deny_conf)?;
+    }
+    clock.done("authorize");
+
+    let plan = plan::plan(&config, &who)?;
+    clock.done("name"); // the phase's key in phases_ms, which platforms read
+
+    // From here on signals wait for kubesu to handle them: a SIGTERM during
+    // prepare must still lead to a clean revocation.
+    signals::block();
+    let (runtime, cluster) = Cluster::open(&config)?;
+    let argv = launch::command_line(&who, &plan, &cluster);
+
+    if target.dry_run {
+        print_dry_run(&config, &who, &plan, &argv);
+        return Ok(0);
+    }
+    let audit_sink = audit::AuditSink {
+        syslog: config.audit.syslog,
+        file: config.audit.file.as_deref(),
+    };
+    let mut record = start_record(&who, &plan, &argv);
+    warn_all(audit::record(&audit_sink, &record));
+
+    process::become_subreaper()
+        .or_fail(Code::Software, || "cannot become a child subreaper".into())?;
+    runtime_dir::ensure_runtime_dir(&config.runtime.dir)?;
+
+    let prepared = match runtime.block_on(prepare::prepare(&cluster, &config, &who, &plan)) {
+        Ok(prepared) => prepared,
+        Err(failure) => {
+            // The start was audited: so is the end, even with nothing run.
+            record.ended(End {
+                status: failure.exit_status(),
+                error: Some(failure.message.clone()),
+                revocation: None,
+            });
+            warn_all(audit::record(&audit_sink, &record));
+            return Err(failure);
+        }
+    };
+    clock.done("prepare");
+
+    let started = hand_over(&cluster, &config, &who, &prepared)
+        .and_then(|()| launch::start(&config, &who, &plan, argv, &prepared.token.expires));
+    let mut renewal = Renewal::new(
+        RenewalParts {
+            runtime: &runtime,
+            cluster: &cluster,
+            runtime_dir: &config.runtime.dir,
+            identity: &plan.identity,
+            uid: who.user.uid,
+            gid: who.user.gid,
+            ttl: who.ttl,
+            before: config.cluster.renew_before,
+        },
+        &prepared.token.expires,
+    );
+    let outcome = started.map(|child| {
+        clock.done("handover+exec");
+        let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
+        let outcome = supervise::supervise(child, chore);
+        clock.done("supervise");
+        outcome
+    });
+    let renewals = renewal.as_ref().map_or(0, |r| r.renewed);
+
+    // Whatever happened since prepare: revoke.
+    let revoked = runtime.block_on(revoke::revoke(
+        &cluster,
+        &prepared.grant,
+        config.cluster.revoke_timeout,
+    ));
+    let removed = handover::remove(&config.runtime.dir, &plan.identity.run);
+    clock.done("revoke");
+
+    let (status, supervised) = match &outcome {
+        Ok(outcome) => (outcome.status, Some(outcome)),
+        Err(failure) => (failure.exit_status(), None),
+    };
+    record.ended(End {
+        status,
+        error: None,
+        revocation: Some(Revocation {
+            token_expires: prepared.token.expires.clone(),
+            token_renewals: renewals,
+            revoked: revoked.is_ok(),
+            phases_ms: clock.milliseconds(),
+            signals_forwarded: supervised.map(|o| o.forwarded.clone()),
+            stragglers_ended: supervised.map(|o| o.stragglers_ended),
+        }),
+    });
+    warn_all(audit::record(&audit_sink, &record));
+    if let Err(e) = &revoked {
+        err!("kubesu: warning: {e}");
+    }
+    if let Err(e) = &removed {
+        err!("kubesu: warning: {e}");
+    }
+    if target.json
+        && let Ok(json) = serde_json::to_value(&record)
+    {
+        err!("{json}");
+    }
+    outcome.map(|o| o.status)
+}
+
+/// The audit record of a run, as it starts.
+fn start_record(who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) -> Record {
+    Record {
+        event: Event::Start,
+        identity: plan.identity.clone(),
+        caller: who.caller.clone(),
+        user: who.user.name.clone(),
+        uid: who.user.uid.as_raw(),
+        team: who.team.clone(),
+        program: who.program.clone(),
+        argv: argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        host: sys::hostname(),
+        pid: std::process::id(),
+        end: None,
+    }
+}
+
+/// Phase 4: the run's credentials into its private directory, for the user.
+fn hand_over(
+    cluster: &Cluster,
+    config: &Config,
+    who: &Authorized<'_>,
+    prepared: &Prepared,
+) -> Result<()> {
+    let credentials = Credentials {
+        server: &cluster.server,
+        ca_pem: &cluster.ca_pem,
+        token: &prepared.token.secret,
+        identity: &prepared.grant.identity,
+    };
+    handover::hand_over(
+        &config.runtime.dir,
+        who.user.uid,
+        who.user.gid,
+        &credentials,
+    )
+    .map(drop)
+}
+
+/// `--dry-run`: what the run would create and start, as JSON on stdout.
+fn print_dry_run(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) {
+    let id = &plan.identity;
+    let shown = json!({
+        "dry_run": true,
+        "run": id.run,
+        "caller": who.caller,
+        "user": who.user.name,
+        "namespace": id.namespace,
+        "namespace_policy": format!("{:?}", plan.policy),
+        "objects": [
+            format!("Namespace/{} (if absent)", id.namespace),
+            format!("ServiceAccount/{}/{}", id.namespace, id.service_account),
+            format!("RoleBinding/{}/{} -> ClusterRole/{}", id.namespace, id.service_account, config.cluster.cluster_role),
+            format!("TokenRequest for {} seconds", who.ttl.as_secs()),
+        ],
+        "handover": plan.handover,
+        "program": who.program,
+        "argv": argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>(),
+        "environment": launch::environment(config, who, plan)
+            .iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect::<Vec<_>>(),
+    });
+    out!(
+        "{}",
+        serde_json::to_string_pretty(&shown).unwrap_or_default()
+    );
+}
+
+fn warn_all(warnings: Vec<String>) {
+    for w in warnings {
+        err!("kubesu: warning: {w}");
+    }
+}

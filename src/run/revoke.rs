@@ -1,0 +1,77 @@
+//! Phase 7: take back everything a run created. Deleting the ServiceAccount
+//! invalidates its tokens (an API server may accept one for up to 10 s
+//! more: it caches successful checks); the RoleBinding goes with it; a
+//! per-run namespace is deleted whole. Retried with backoff for a bounded
+//! time, then left to `gc`: loudly, never silently.
+
+use std::time::{Duration, Instant};
+
+use crate::cluster::{Cluster, lease, leftovers, namespace};
+use crate::failure::{Code, Failure, Result};
+use crate::policy::identity::RunIdentity;
+
+/// What a run created in the cluster.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub identity: RunIdentity,
+    /// Set when the run created a per-run namespace: deleted too.
+    pub per_run_namespace: bool,
+    /// Set for spark-submit runs: the pods, services, configmaps and claims
+    /// labelled with the run are deleted too (Spark leaves executors of a
+    /// dead client-mode driver behind).
+    pub spark_leftovers: bool,
+}
+
+/// Revoke `grant`, retrying transient failures until `deadline` has passed.
+pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Result<()> {
+    let id = &grant.identity;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let attempt = revoke_once(cluster, grant).await;
+        match attempt {
+            Ok(()) => return Ok(()),
+            // Only an unavailable API server is worth waiting for.
+            Err(failure)
+                if failure.code != Code::Unavailable || started.elapsed() + pause >= deadline =>
+            {
+                return Err(Failure::new(
+                    failure.code,
+                    format!(
+                        "revoking run {} (ServiceAccount {}/{}) failed after {}s: {failure}. Its token expires \
+                         on its own; `kubesu gc` removes what is left once the API server answers",
+                        id.run,
+                        id.namespace,
+                        id.service_account,
+                        started.elapsed().as_secs()
+                    ),
+                ));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One concurrent round: the lease (ServiceAccount first in meaning: it
+/// kills the token), the per-run namespace, Spark's leftovers.
+async fn revoke_once(cluster: &Cluster, grant: &Grant) -> Result<()> {
+    let id = &grant.identity;
+    let account = lease::release(cluster, &id.namespace, &id.service_account);
+    let space = async {
+        match grant.per_run_namespace {
+            true => namespace::delete(cluster, &id.namespace).await,
+            false => Ok(()),
+        }
+    };
+    let spark = async {
+        match grant.spark_leftovers && !grant.per_run_namespace {
+            true => leftovers::delete_run(cluster, &id.namespace, id.run.as_str()).await,
+            false => Ok(()),
+        }
+    };
+    let (account, space, spark) = tokio::join!(account, space, spark);
+    account.and(space).and(spark)
+}

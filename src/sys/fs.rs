@@ -1,0 +1,266 @@
+//! Every file access kubesu makes as root where someone else may have a say
+//! in the path: its config, its kubeconfig, the audit file, the runtime
+//! directory and the run directories the end user owns. Opens follow no
+//! symbolic link in the last component, directories are reached through
+//! descriptors (`*at` calls), and ownership is checked on what was opened,
+//! not on a path that may have changed since.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, open, openat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
+
+use crate::failure::{Code, Context, Failure, Result};
+
+/// Deepest nesting `remove_tree_at` follows; each level holds a descriptor,
+/// and a hostile user could otherwise nest directories until root runs out
+/// of them.
+pub const MAX_DEPTH: usize = 64;
+/// What `remove_tree_at` makes each directory before emptying it.
+const LOCKED_DIR_MODE: u32 = 0o700;
+
+pub fn mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits)
+}
+
+pub fn is_dir(stat: &FileStat) -> bool {
+    stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits()
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+/// Open a directory for use as a `*at` base, refusing a symlink in the last
+/// component and a non-directory (ELOOP or ENOTDIR).
+pub fn open_dir<P: ?Sized + nix::NixPath>(path: &P) -> nix::Result<OwnedFd> {
+    open(path, dir_flags(), Mode::empty())
+}
+
+/// `open_dir` relative to an opened directory.
+pub fn open_dir_at<P: ?Sized + nix::NixPath>(parent: impl AsFd, name: &P) -> nix::Result<OwnedFd> {
+    openat(parent, name, dir_flags(), Mode::empty())
+}
+
+/// Create `name` in an opened directory for writing: exclusively (an entry
+/// already there, a planted link included, is an error), with `bits`.
+pub fn create_new_at<P: ?Sized + nix::NixPath>(
+    dir: impl AsFd,
+    name: &P,
+    bits: u32,
+) -> nix::Result<File> {
+    let flags =
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    openat(dir, name, flags, mode(bits)).map(File::from)
+}
+
+/// Open `name` in `parent` for appending, created with `bits` if missing,
+/// following no symlink in either of the last two components. O_NONBLOCK
+/// keeps a planted FIFO from hanging the open; it does not affect a regular
+/// file.
+pub fn open_append(parent: &Path, name: &OsStr, bits: u32) -> nix::Result<File> {
+    let dir = open_dir(parent)?;
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_APPEND
+        | OFlag::O_CREAT
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_CLOEXEC
+        | OFlag::O_NONBLOCK;
+    openat(&dir, name, flags, mode(bits)).map(File::from)
+}
+
+/// Open a file for reading, refusing a symlink in the last component.
+pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// The text of a file, refusing a symlink in the last component.
+pub fn read_no_follow(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    open_no_follow(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The names in an opened directory (without "." and ".."). nix's readdir
+/// wrapper needs a feature kubesu does not build, so this reads the
+/// directory through its descriptor's /proc entry, which resolves to that
+/// very directory, never to whatever its path names now.
+pub fn entry_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
+    std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?
+        .map(|entry| entry.map(|entry| entry.file_name()))
+        .collect()
+}
+
+/// Every directory from `/` down to the file's parent must be a real
+/// directory owned by root and writable by nobody else: otherwise someone
+/// could swap the file.
+pub fn check_trusted_path(path: &Path, what: &str) -> Result<()> {
+    if !path.is_absolute() {
+        return Err(Failure::config(format!(
+            "{what} {} is not an absolute path",
+            path.display()
+        )));
+    }
+    let mut dir = PathBuf::from("/");
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    for part in std::iter::once(None).chain(parent.components().skip(1).map(Some)) {
+        if let Some(part) = part {
+            dir.push(part);
+        }
+        let meta = std::fs::symlink_metadata(&dir).or_fail(Code::Config, || {
+            format!(
+                "cannot inspect {} above {what} {}",
+                dir.display(),
+                path.display()
+            )
+        })?;
+        if !meta.file_type().is_dir() {
+            return Err(Failure::config(format!(
+                "{} above {what} {} is not a directory (a symlink?): kubesu follows no links to its configuration",
+                dir.display(),
+                path.display()
+            )));
+        }
+        check_root_owned(&dir, &meta, &format!("directory above {what}"))?;
+    }
+    Ok(())
+}
+
+/// Owned by root, not writable by group or others, and (for files) regular.
+pub fn check_root_owned(path: &Path, meta: &std::fs::Metadata, what: &str) -> Result<()> {
+    if meta.uid() != 0 {
+        return Err(Failure::config(format!(
+            "{what} {} is owned by uid {}, not root: `chown root {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        )));
+    }
+    // The sticky bit does not help here: root could still be raced within
+    // a world-writable directory by other users' names.
+    if meta.mode() & 0o022 != 0 {
+        return Err(Failure::config(format!(
+            "{what} {} is writable by group or others (mode {:o}): `chmod go-w {}`",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    if !meta.file_type().is_dir() && !meta.file_type().is_file() {
+        return Err(Failure::config(format!(
+            "{what} {} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A regular file (no symlink) that root owns and only root can write, in
+/// root-owned directories only root can write. Returns its mode.
+pub fn root_file(path: &Path, what: &str) -> Result<u32> {
+    check_trusted_path(path, what)?;
+    let meta = std::fs::symlink_metadata(path).or_fail(Code::Config, || {
+        format!("cannot inspect {what} {}", path.display())
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(Failure::config(format!(
+            "{what} {} is a symbolic link: kubesu follows no links to its configuration",
+            path.display()
+        )));
+    }
+    check_root_owned(path, &meta, what)?;
+    if !meta.is_file() {
+        return Err(Failure::config(format!(
+            "{what} {} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(meta.mode() & 0o7777)
+}
+
+/// Why `remove_tree_at` stopped.
+#[derive(Debug)]
+pub enum Removal {
+    Sys(Errno),
+    List(std::io::Error),
+    TooDeep,
+}
+
+impl From<Errno> for Removal {
+    fn from(e: Errno) -> Self {
+        Removal::Sys(e)
+    }
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Removal::Sys(e) => write!(f, "{e}"),
+            Removal::List(e) => write!(f, "cannot list a directory in it through /proc: {e}"),
+            Removal::TooDeep => write!(f, "it nests directories deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+/// Remove `name` in `parent` and everything below it, never following a
+/// symlink: links are removed themselves; real subdirectories are entered
+/// through descriptors, each first made root-owned 0700 so that their
+/// owner can no longer add or move entries in it while it is emptied. A
+/// missing entry is Ok.
+pub fn remove_tree_at(parent: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<(), Removal> {
+    remove_entry_at(parent, name, 0)
+}
+
+/// Remove `name` in the directory `parent`: a directory after emptying it,
+/// anything else (a symlink included) by unlinking the entry itself.
+fn remove_entry_at(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    depth: usize,
+) -> std::result::Result<(), Removal> {
+    let stat = match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(Errno::ENOENT) => return Ok(()),
+        stat => stat?,
+    };
+    let flag = if is_dir(&stat) {
+        if depth >= MAX_DEPTH {
+            return Err(Removal::TooDeep);
+        }
+        // O_NOFOLLOW|O_DIRECTORY: if the entry was swapped for a link since
+        // fstatat, this fails rather than entering the link's target.
+        let fd = match open_dir_at(parent, name) {
+            Err(Errno::ENOENT) => return Ok(()),
+            fd => fd?,
+        };
+        empty_dir(fd, depth)?;
+        UnlinkatFlags::RemoveDir
+    } else {
+        UnlinkatFlags::NoRemoveDir
+    };
+    match unlinkat(parent, name, flag) {
+        Err(Errno::ENOENT) => Ok(()),
+        done => Ok(done?),
+    }
+}
+
+fn empty_dir(fd: OwnedFd, depth: usize) -> std::result::Result<(), Removal> {
+    // Root-owned 0700 first: the user can then neither add entries (which
+    // could keep this loop busy forever) nor move entries out of it.
+    fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))?;
+    fchmod(&fd, mode(LOCKED_DIR_MODE))?;
+    let names = entry_names(&fd).map_err(Removal::List)?;
+    for name in &names {
+        remove_entry_at(fd.as_fd(), name, depth + 1)?;
+    }
+    Ok(())
+}
