@@ -10,7 +10,8 @@
 #
 # Two beds, one after the other (tests/testbed/bed.sh):
 #   current  the newest Kubernetes release, with a node: the whole suite,
-#            Spark jobs run to completion with pyspark 3.5 and 4.3;
+#            Spark jobs run to completion with pyspark 3.5 and 4.3 (and a
+#            second control plane of that release for the admission policies);
 #   1.20     the oldest release tested (Debian's, no node): `run`, `gc` and
 #            the Spark tests that need no node.
 # KUBESU_TEST_RELEASES="current" (or "1.20") runs one of them only; the
@@ -36,7 +37,14 @@ if [ "${KUBESU_TEST_PACKAGE:-1}" != 0 ]; then
   DEBIAN_FRONTEND=noninteractive dpkg -i --force-confdef --force-confold "$deb"
   export KUBESU_TEST_INSTALLED=1
 fi
-trap 'bash tests/testbed/bed.sh down; bash tests/testbed/syslog.sh stop' EXIT
+# The admission policies are cluster-wide: tests/admission.rs proves them on
+# a control plane of its own (no node), beside the main bed.
+admission_bed() {
+  KUBESU_TESTBED_DIR=/var/tmp/kubesu-admission KUBESU_TESTBED_API_PORT=17443 \
+    KUBESU_TESTBED_ETCD_PORT=13379 KUBESU_TESTBED_NODE=0 KUBESU_TESTBED_KUBERNETES=current \
+    bash tests/testbed/bed.sh "$1"
+}
+trap 'bash tests/testbed/bed.sh down; admission_bed down; bash tests/testbed/syslog.sh stop' EXIT
 bash tests/testbed/syslog.sh start
 
 for release in ${KUBESU_TEST_RELEASES:-current 1.20}; do
@@ -46,7 +54,11 @@ for release in ${KUBESU_TEST_RELEASES:-current 1.20}; do
   bash tests/testbed/bed.sh up
   eval "$(bash tests/testbed/bed.sh env)"
   case $release in
-    current) cargo test --locked --features root-tests "$@" ;;
+    current)
+      admission_bed up
+      cargo test --locked --features root-tests "$@"
+      admission_bed down
+      ;;
     # No node there: the tests that need one are left out by name.
     1.20) cargo test --locked --features root-tests --test run --test gc --test spark -- --skip on_a_node:: ;;
     *) echo "tests/run.sh: unknown release '$release' in KUBESU_TEST_RELEASES" >&2; exit 1 ;;
