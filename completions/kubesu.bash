@@ -269,7 +269,7 @@ _kubesu() {
             return 0
             ;;
         kubesu__subcmd__rbac)
-            opts="-h -V --user --service-account --config --help --version"
+            opts="-h -V --user --service-account --admission --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

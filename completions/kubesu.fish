@@ -74,6 +74,7 @@ complete -c kubesu -n "__fish_kubesu_using_subcommand check" -s V -l version -d 
 complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -l user -d 'The Kubernetes user kubesu\'s kubeconfig authenticates as (e.g. a client certificate\'s CN) [default: kubesu]' -r
 complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -l service-account -d 'Or the ServiceAccount it authenticates as' -r
 complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -l config -d 'Configuration file. Honoured only for root callers that did not come through sudo: a sudo caller cannot choose its own policy' -r -F
+complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -l admission -d 'Print kubesu\'s admission policies instead (Kubernetes 1.30 or later): what RBAC cannot say about the runs\' tokens, namespace ownership and kubesu\'s own identity'
 complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -s V -l version -d 'Print version'
 complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "run" -d 'Run COMMAND as --user with credentials for this run only: authorize, prepare the namespace, ServiceAccount, RoleBinding and token, hand them over in a private directory, drop privileges, run, then revoke'

@@ -136,6 +136,12 @@ pub struct RbacArgs {
     /// Or the ServiceAccount it authenticates as.
     #[arg(long, value_name = "NAMESPACE/NAME")]
     pub service_account: Option<String>,
+
+    /// Print kubesu's admission policies instead (Kubernetes 1.30 or later):
+    /// what RBAC cannot say about the runs' tokens, namespace ownership and
+    /// kubesu's own identity.
+    #[arg(long)]
+    pub admission: bool,
 }
 
 #[derive(Debug, Args)]

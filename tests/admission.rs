@@ -63,15 +63,11 @@ const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
 // --- the substitution contract of deploy/admission-policy.yaml -------------
 
-/// What `kubesu rbac --admission` must print: every `'KUBESU_IDENTITY'` and
-/// `'KUBESU_CLUSTER_ROLE'` (a CEL string literal, quotes included) replaced
-/// by the value as a CEL single-quoted string; the bare words in comments
-/// stay.
+/// What `kubesu rbac --admission` prints for `identity` (a user name, as the
+/// API server sees it) and the Spark ClusterRole.
 fn substituted(identity: &str, cluster_role: &str) -> String {
-    let cel = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
-    let text = POLICY_FILE
-        .replace("'KUBESU_IDENTITY'", &cel(identity))
-        .replace("'KUBESU_CLUSTER_ROLE'", &cel(cluster_role));
+    let subject = kubesu::admin::rbac::Subject::User(identity.into());
+    let text = kubesu::admin::rbac::admission_policies(cluster_role, &subject);
     assert!(!text.contains("'KUBESU_IDENTITY'") && !text.contains("'KUBESU_CLUSTER_ROLE'"));
     text
 }

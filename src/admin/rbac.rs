@@ -7,6 +7,10 @@
 //! 3. the Spark ClusterRole (`[cluster] cluster_role`) each run's
 //!    ServiceAccount gets in its namespace.
 //!
+//! With `--admission`, the ValidatingAdmissionPolicies of
+//! deploy/admission-policy.yaml instead, with kubesu's identity and the
+//! Spark ClusterRole written in (docs/admission.md).
+//!
 //! The permissions are data (`policy::permissions`): the manifests are
 //! printed from them and `kubesu check` verifies them, so
 //! what is granted and what is checked cannot drift apart. The committed
@@ -35,6 +39,17 @@ pub enum Subject {
 }
 
 impl Subject {
+    /// The user name the API server sees for this identity, as admission
+    /// policies compare it.
+    pub fn username(&self) -> String {
+        match self {
+            Subject::User(user) => user.clone(),
+            Subject::ServiceAccount { namespace, name } => {
+                format!("system:serviceaccount:{namespace}:{name}")
+            }
+        }
+    }
+
     pub fn from_args(args: &RbacArgs) -> Result<Subject> {
         match (&args.user, &args.service_account) {
             (Some(_), Some(_)) => Err(Failure::usage(
@@ -198,6 +213,33 @@ pub fn manifests(cluster_role_name: &str, subject: &Subject) -> String {
     out
 }
 
+/// The policies of deploy/admission-policy.yaml, each with a binding of the
+/// same name: `kubesu check` looks for these.
+pub const ADMISSION_POLICY_NAMES: [&str; 3] = [
+    "kubesu-run-confinement",
+    "kubesu-namespace-ownership",
+    "kubesu-identity-confinement",
+];
+
+/// The admission policies as committed: kubesu's identity and the Spark
+/// ClusterRole are the CEL string literals below, replaced whole.
+const ADMISSION_POLICIES: &str = include_str!("../../deploy/admission-policy.yaml");
+const IDENTITY_PLACEHOLDER: &str = "'KUBESU_IDENTITY'";
+const CLUSTER_ROLE_PLACEHOLDER: &str = "'KUBESU_CLUSTER_ROLE'";
+
+/// A CEL single-quoted string literal. The file puts every placeholder in a
+/// YAML literal block, where no YAML escaping applies.
+fn cel_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// deploy/admission-policy.yaml for `subject` and the Spark ClusterRole.
+pub fn admission_policies(cluster_role_name: &str, subject: &Subject) -> String {
+    ADMISSION_POLICIES
+        .replace(IDENTITY_PLACEHOLDER, &cel_string(&subject.username()))
+        .replace(CLUSTER_ROLE_PLACEHOLDER, &cel_string(cluster_role_name))
+}
+
 /// `kubesu rbac`: print the manifests. Needs only a readable config (for
 /// the Spark ClusterRole's name), not root.
 pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
@@ -213,7 +255,12 @@ pub fn rbac(config_path: Option<&Path>, args: &RbacArgs) -> Result<i32> {
         }
         failure
     })?;
-    out_raw!("{}", manifests(&config.cluster.cluster_role, &subject));
+    let role = &config.cluster.cluster_role;
+    if args.admission {
+        out_raw!("{}", admission_policies(role, &subject));
+    } else {
+        out_raw!("{}", manifests(role, &subject));
+    }
     Ok(0)
 }
 
@@ -236,7 +283,56 @@ mod tests {
         RbacArgs {
             user: user.map(Into::into),
             service_account: account.map(Into::into),
+            admission: false,
         }
+    }
+
+    #[test]
+    fn admission_policies_name_the_identity_and_the_role_and_nothing_is_left_to_fill() {
+        let sa = Subject::ServiceAccount {
+            namespace: "kubesu-system".into(),
+            name: "kubesu".into(),
+        };
+        let yaml = admission_policies("spark-role", &sa);
+        assert!(!yaml.contains(IDENTITY_PLACEHOLDER) && !yaml.contains(CLUSTER_ROLE_PLACEHOLDER));
+        assert!(
+            yaml.contains(
+                "request.userInfo.username == 'system:serviceaccount:kubesu-system:kubesu'"
+            )
+        );
+        assert!(yaml.contains("object.roleRef.name == 'spark-role'"));
+        assert_eq!(
+            yaml.matches("kind: ValidatingAdmissionPolicy\n").count(),
+            yaml.matches("kind: ValidatingAdmissionPolicyBinding\n")
+                .count()
+        );
+    }
+
+    #[test]
+    fn check_looks_for_every_policy_and_binding_the_file_holds() {
+        let names = |kind: &str| -> Vec<&str> {
+            ADMISSION_POLICIES
+                .split("\n---\n")
+                .filter(|doc| doc.contains(&format!("\nkind: {kind}\n")))
+                .filter_map(|doc| doc.split("\n  name: ").nth(1))
+                .filter_map(|rest| rest.lines().next())
+                .collect()
+        };
+        assert_eq!(names("ValidatingAdmissionPolicy"), ADMISSION_POLICY_NAMES);
+        assert_eq!(
+            names("ValidatingAdmissionPolicyBinding"),
+            ADMISSION_POLICY_NAMES
+        );
+    }
+
+    #[test]
+    fn a_quote_in_a_name_cannot_end_the_cel_string() {
+        let yaml = admission_policies(
+            r"a\' || true || '",
+            &Subject::User("x' || true || '".into()),
+        );
+        assert!(yaml.contains(r"== 'x\' || true || \''"));
+        assert!(yaml.contains(r"'a\\\' || true || \''"));
     }
 
     /// Regenerate with `KUBESU_REGENERATE=1 cargo test --lib rbac`.

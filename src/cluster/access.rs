@@ -1,6 +1,10 @@
 //! What kubesu's identity may do, asked of the API server (for `kubesu
-//! check`): access reviews, the Spark ClusterRole, the server's version.
+//! check`): access reviews, the Spark ClusterRole, kubesu's admission
+//! policies, the server's version.
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -77,6 +81,61 @@ pub async fn cluster_role(cluster: &Cluster, role: &str) -> Result<Option<Cluste
         ))),
         Err(e) => Err(api_failure(&what, e)),
     }
+}
+
+/// Whether the API server serves ValidatingAdmissionPolicies (1.30 and
+/// later), from discovery, which every authenticated user may read.
+pub async fn admission_policies_served(cluster: &Cluster) -> Result<bool> {
+    let what = "reading the API server's admissionregistration.k8s.io/v1 resources";
+    match cluster
+        .deadline(
+            what,
+            cluster
+                .client
+                .list_api_group_resources("admissionregistration.k8s.io/v1"),
+        )
+        .await?
+    {
+        Ok(list) => Ok(list
+            .resources
+            .iter()
+            .any(|r| r.name == "validatingadmissionpolicies")),
+        Err(e) if status_of(&e) == Some(404) => Ok(false),
+        Err(e) => Err(api_failure(what, e)),
+    }
+}
+
+/// The admission policy `name` and its binding of the same name, each if it
+/// exists.
+pub async fn admission_policy(
+    cluster: &Cluster,
+    name: &str,
+) -> Result<(
+    Option<ValidatingAdmissionPolicy>,
+    Option<ValidatingAdmissionPolicyBinding>,
+)> {
+    let refused = |kind: &str| {
+        Failure::config(format!(
+            "kubesu's identity may not read {kind} {name}: it needs get on {kind}"
+        ))
+    };
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(cluster.client.clone());
+    let what = format!("reading ValidatingAdmissionPolicy {name}");
+    let policy = match cluster.deadline(&what, policies.get_opt(name)).await? {
+        Ok(found) => found,
+        Err(e) if status_of(&e) == Some(403) => return Err(refused("validatingadmissionpolicies")),
+        Err(e) => return Err(api_failure(&what, e)),
+    };
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(cluster.client.clone());
+    let what = format!("reading ValidatingAdmissionPolicyBinding {name}");
+    let binding = match cluster.deadline(&what, bindings.get_opt(name)).await? {
+        Ok(found) => found,
+        Err(e) if status_of(&e) == Some(403) => {
+            return Err(refused("validatingadmissionpolicybindings"));
+        }
+        Err(e) => return Err(api_failure(&what, e)),
+    };
+    Ok((policy, binding))
 }
 
 #[cfg(test)]

@@ -106,6 +106,17 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
         names: Names::Any,
         why: "`kubesu check` asks the API server whether kubesu holds these permissions",
     },
+    Permission {
+        group: "admissionregistration.k8s.io",
+        resources: &[
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
+        ],
+        verbs: &["get"],
+        names: Names::Any,
+        why: "kubesu check: are kubesu's admission policies (kubesu rbac --admission) installed, \
+              failing closed and bound",
+    },
 ];
 
 /// What a Spark driver needs in its own namespace (and nothing else): bound

@@ -4,7 +4,8 @@
 # the kubeconfig of the bed's user "kubesu" under /etc/kubesu, the sudoers
 # drop-in (checked with visudo first), and what `kubesu rbac --user kubesu`
 # prints, applied with the admin kubeconfig: kubesu's own identity holds
-# exactly those permissions (least privilege, proven by the whole suite).
+# exactly those permissions (least privilege, proven by the whole suite);
+# on Kubernetes 1.30 and later also `kubesu rbac --admission`.
 #
 #   install-kubesu.sh PATH-TO-KUBESU-BINARY
 #
@@ -40,6 +41,13 @@ install -m 0600 -o root -g root "$dir/kubesu.kubeconfig" /etc/kubesu/kubeconfig
 visudo -qcf "$repo/sudoers.d/kubesu"
 install -m 0440 -o root -g root "$repo/sudoers.d/kubesu" /etc/sudoers.d/kubesu
 /usr/sbin/kubesu rbac --user kubesu | kubectl --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null
+# The admission policies too, where the API server has them (1.30 and
+# later): the suite runs under them, as a cluster would.
+if kubectl --kubeconfig "$dir/admin.kubeconfig" api-resources --api-group admissionregistration.k8s.io -o name |
+  grep -qx 'validatingadmissionpolicies.admissionregistration.k8s.io'; then
+  /usr/sbin/kubesu rbac --admission --user kubesu |
+    kubectl --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null
+fi
 # The API server's RBAC cache follows within moments: wait for it, so that
 # the first run after a fresh bed is not refused.
 for _ in $(seq 50); do

@@ -3,6 +3,11 @@
 //! SelfSubjectAccessReview each), and does the Spark ClusterRole exist and
 //! grant what a driver needs.
 //!
+//! kubesu's admission policies (`kubesu rbac --admission`) are read where
+//! the API server serves them (1.30 and later): each must exist, fail closed
+//! and be bound to deny. On older clusters the row says what is not
+//! enforced there and passes: nothing can be installed.
+//!
 //! The Spark ClusterRole's existence is read with `get` on that one
 //! ClusterRole (granted by `kubesu rbac` with `resourceNames`): a RoleBinding
 //! to a missing ClusterRole is accepted by the API server, and every run's
@@ -12,6 +17,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 
 use super::APPLY_RBAC;
 use super::report::{Report, Row};
+use crate::admin::rbac::ADMISSION_POLICY_NAMES;
 use crate::cluster::{Cluster, access};
 use crate::failure::Failure;
 use crate::policy::config::Config;
@@ -57,6 +63,76 @@ pub async fn cluster_checks(report: &mut Report, config: &Config) {
     .await;
     report.rows.extend(answers);
     report.rows.push(spark_role_row(&cluster, role).await);
+    report.rows.push(admission_row(&cluster).await);
+}
+
+const APPLY_ADMISSION: &str = "as a cluster administrator, apply `kubesu rbac --admission | kubectl apply -f -` \
+     (with the same --user or --service-account as kubesu rbac)";
+
+async fn admission_row(cluster: &Cluster) -> Row {
+    let name = "admission policies";
+    let mut report = Report::default();
+    match admission_problems(cluster).await {
+        Ok(None) => report.pass(
+            name,
+            "not served by this API server (before Kubernetes 1.30): a run's token may create \
+             NodePort and externalIPs Services and claims naming any volume, tenants may forge \
+             kubesu's namespace labels, and kubesu's identity is confined by RBAC alone \
+             (docs/security.md)",
+        ),
+        Ok(Some(problems)) if problems.is_empty() => report.pass(
+            name,
+            format!(
+                "{} installed, failing closed, bound to deny",
+                ADMISSION_POLICY_NAMES.join(", ")
+            ),
+        ),
+        Ok(Some(problems)) => {
+            report.fail(name, Failure::config(problems.join("; ")), APPLY_ADMISSION)
+        }
+        Err(failure) => report.fail(name, failure, APPLY_ADMISSION),
+    }
+    report.rows.remove(0)
+}
+
+/// None where the server has no admission policies; else what is wrong.
+async fn admission_problems(cluster: &Cluster) -> crate::failure::Result<Option<Vec<String>>> {
+    if !access::admission_policies_served(cluster).await? {
+        return Ok(None);
+    }
+    let found = futures::future::join_all(
+        ADMISSION_POLICY_NAMES
+            .iter()
+            .map(|name| access::admission_policy(cluster, name)),
+    )
+    .await;
+    let mut problems = Vec::new();
+    for (name, found) in ADMISSION_POLICY_NAMES.iter().zip(found) {
+        let (policy, binding) = found?;
+        match policy.and_then(|p| p.spec) {
+            None => problems.push(format!("policy {name} is missing")),
+            Some(spec) if spec.failure_policy.as_deref() != Some("Fail") => problems.push(format!(
+                "policy {name} does not fail closed (failurePolicy Fail)"
+            )),
+            Some(_) => {}
+        }
+        match binding.and_then(|b| b.spec) {
+            None => problems.push(format!("binding {name} is missing")),
+            Some(spec)
+                if spec.policy_name.as_deref() != Some(name)
+                    || !spec
+                        .validation_actions
+                        .as_ref()
+                        .is_some_and(|a| a.iter().any(|a| a == "Deny")) =>
+            {
+                problems.push(format!(
+                    "binding {name} does not bind policy {name} to Deny"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Some(problems))
 }
 
 /// "rbac namespaces", "rbac clusterroles/kubesu-spark": short, the group is
