@@ -473,8 +473,9 @@ async fn target_user_names_that_are_not_plain_login_names_are_refused() {
 async fn teams_the_user_is_not_in_or_that_are_not_names_are_refused() {
     for (team, code, says) in [
         ("team-red", 77, "not a member"),
-        ("root", 77, "not a member"),
-        ("no-such-team", 77, "not a group"),
+        ("root", 77, "not a team"),
+        ("no-such-team", 77, "not a team"),
+        ("team-none", 77, "not a group"),
         ("1002", 65, "refused"),
         ("0", 65, "refused"),
         ("TEAM-RED", 65, "refused"),
@@ -1220,4 +1221,46 @@ mod on_a_current_cluster {
             "a pod within baseline is admitted with the same token: {plain}"
         );
     }
+}
+
+/// A team is one the config names (`[namespace] teams`): not any group the
+/// user happens to be in, such as their private group or the group every
+/// allowed user shares, which would put them in a namespace with everyone.
+#[test]
+fn only_teams_the_config_names_are_teams() {
+    let config = common::config_variant(
+        "teams",
+        &[
+            ("policy = \"per-user\"", "policy = \"per-team\""),
+            (
+                "template = \"kubesu-{user}\"",
+                "template = \"kubesu-team-{team}\"",
+            ),
+        ],
+    );
+    let run = |team: &str| {
+        output(&mut root_kubesu(&[
+            "run",
+            "--config",
+            &config,
+            "--user",
+            "bob",
+            "--team",
+            team,
+            "--",
+            SH,
+            "-c",
+            "echo $KUBESU_NAMESPACE",
+        ]))
+    };
+    for (team, why) in [
+        ("bob", "the user's private group"),
+        ("kubesu-users", "the group every allowed user is in"),
+    ] {
+        let out = run(team);
+        assert_refused(&out, 77, "not a team", why);
+    }
+    let out = run("team-blue");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "kubesu-team-team-blue");
 }

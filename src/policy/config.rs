@@ -91,6 +91,12 @@ pub struct Namespace {
     /// Namespaces kubesu did not create but may use (e.g. a shared one).
     #[serde(default)]
     pub adopt: Vec<String>,
+    /// The groups `--team` may name: exact names, or prefixes ending in `*`
+    /// ("team-*"). Any other group is refused, the user's private group and
+    /// the allowed-users groups included: a team is one the administrator
+    /// made.
+    #[serde(default)]
+    pub teams: Vec<String>,
     /// Labels and annotations for namespaces kubesu creates.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -341,6 +347,18 @@ impl Config {
                 "[cluster] renew_before must be shorter than token_ttl and more than 0".into(),
             );
         }
+        for team in &self.namespace.teams {
+            let name = team.strip_suffix('*').unwrap_or(team);
+            if name.is_empty()
+                || name.contains('*')
+                || crate::policy::naming::check_account_name("team", name).is_err()
+            {
+                return bad(format!(
+                    "[namespace] teams entry {team:?} is neither a group name nor a prefix ending in '*' \
+                     (such as \"team-*\")"
+                ));
+            }
+        }
         self.check_environment(origin)?;
         crate::policy::naming::namespace(
             self.namespace.policy.into(),
@@ -351,6 +369,17 @@ impl Config {
         )
         .map_err(|e| Failure::config(format!("config file {}: {e}", origin.display())))?;
         Ok(())
+    }
+
+    /// Whether `group` is a team by `[namespace] teams`.
+    pub fn is_team(&self, group: &str) -> bool {
+        self.namespace
+            .teams
+            .iter()
+            .any(|t| match t.strip_suffix('*') {
+                Some(prefix) => group.starts_with(prefix),
+                None => group == t,
+            })
     }
 
     /// Refuse keep or set lists that name a variable no command may get
@@ -437,6 +466,34 @@ mod tests {
     use super::*;
 
     pub const EXAMPLE: &str = include_str!("../../examples/config.toml");
+
+    fn with_teams(teams: &str) -> Result<Config> {
+        let text = EXAMPLE.replace("teams = [\"team-*\"]", &format!("teams = {teams}"));
+        Config::parse(&text, Path::new("example.toml"))
+    }
+
+    #[test]
+    fn teams_are_names_or_prefixes_and_nothing_else() {
+        let c = with_teams(r#"["team-*", "analysts"]"#).expect("valid teams");
+        assert!(c.is_team("team-red") && c.is_team("analysts"));
+        assert!(!c.is_team("analysts2") && !c.is_team("alice") && !c.is_team("kubesu-users"));
+        assert!(!with_teams("[]").expect("no teams").is_team("team-red"));
+        for bad in [
+            r#"["*"]"#,
+            r#"["a*b"]"#,
+            r#"["team-**"]"#,
+            r#"["Team Red"]"#,
+            r#"[""]"#,
+        ] {
+            let err = with_teams(bad).unwrap_err();
+            assert_eq!(err.code, crate::failure::Code::Config, "{bad}");
+            assert!(
+                err.message.contains("[namespace] teams"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+    }
 
     #[test]
     fn the_shipped_example_parses() {

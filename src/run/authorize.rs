@@ -83,7 +83,7 @@ pub fn authorize<'c>(
     let caller = caller(config, invoker)?;
     let user = target_user(config, request.user)?;
     let team = match request.team {
-        Some(team) => Some(check_team(&user, team)?),
+        Some(team) => Some(check_team(config, &user, team)?),
         None => None,
     };
     let ttl = token_ttl(config, request.ttl)?;
@@ -205,8 +205,21 @@ fn target_user(config: &Config, name: &str) -> Result<Account> {
     Ok(user)
 }
 
-fn check_team(user: &Account, team: &str) -> Result<String> {
+fn check_team(config: &Config, user: &Account, team: &str) -> Result<String> {
     check_account_name("team", team)?;
+    if !config.is_team(team) {
+        return Err(Failure::denied(if config.namespace.teams.is_empty() {
+            format!(
+                "{team} is not a team: the config names no teams; an administrator lists them in \
+                 [namespace] teams"
+            )
+        } else {
+            format!(
+                "{team} is not a team ([namespace] teams: {}); pass one of those",
+                config.namespace.teams.join(", ")
+            )
+        }));
+    }
     match account::group_id(team)? {
         Some(gid) if user.is_member(gid) => Ok(team.to_string()),
         Some(_) => Err(Failure::denied(format!(
