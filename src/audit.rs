@@ -2,7 +2,9 @@
 //! sudo logs) and/or appended to a root-owned file.
 //!
 //! Auditing never makes a finished job fail: every problem comes back as a
-//! warning for the caller to print.
+//! warning for the caller to print. Whether any destination took a record
+//! comes back too: with `[audit] required`, a run whose start nobody
+//! recorded does not start.
 
 use std::fs::DirBuilder;
 use std::io::{ErrorKind, Write};
@@ -31,37 +33,51 @@ pub struct AuditSink<'a> {
     pub file: Option<&'a Path>,
 }
 
+/// What became of one record.
+pub struct Delivery {
+    /// One sentence per destination that failed, for the caller to print.
+    pub warnings: Vec<String>,
+    /// At least one destination took the record.
+    pub taken: bool,
+}
+
 /// Write one record (a JSON object) as a single line to syslog and/or the
-/// file, and return the warnings (sentences) for the caller to print.
+/// file.
 ///
 /// Syslog gets an RFC 3164 datagram `<86>kubesu[PID]: {json}` on /dev/log.
 /// The file is opened with O_APPEND|O_CREAT|O_NOFOLLOW (mode 0600, its
 /// parent created 0700 if missing), must be a root-owned regular file with
 /// one link and no group or other write bit, and gets each record in one
 /// write(2) so concurrent runs never interleave lines.
-pub fn record(sink: &AuditSink, event: &impl serde::Serialize) -> Vec<String> {
+pub fn record(sink: &AuditSink, event: &impl serde::Serialize) -> Delivery {
     record_to(sink, event, Path::new(SYSLOG_SOCKET))
 }
 
-fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> Vec<String> {
+fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> Delivery {
     // Compact JSON escapes every control character, so this is one line.
     // Through a Value, so its keys come sorted as they always have.
     let line = match serde_json::to_value(event).and_then(|v| serde_json::to_string(&v)) {
         Ok(line) => line,
         Err(e) => {
-            return vec![format!(
-                "cannot encode the audit record: {e}; nothing was logged for this run, \
-                 please report this as a kubesu bug"
-            )];
+            return Delivery {
+                warnings: vec![format!(
+                    "cannot encode the audit record: {e}; nothing was logged for this run, \
+                     please report this as a kubesu bug"
+                )],
+                taken: false,
+            };
         }
     };
     let syslog = sink.syslog.then(|| send_syslog(socket, &line));
     let file = sink.file.map(|file| append(file, &line));
-    [syslog, file]
-        .into_iter()
-        .flatten()
-        .filter_map(std::result::Result::err)
-        .collect()
+    let results: Vec<_> = [syslog, file].into_iter().flatten().collect();
+    Delivery {
+        taken: results.iter().any(std::result::Result::is_ok),
+        warnings: results
+            .into_iter()
+            .filter_map(std::result::Result::err)
+            .collect(),
+    }
 }
 
 /// Written here rather than with the `syslog` crate: kubesu needs exactly
@@ -183,7 +199,7 @@ mod tests {
         crate::sys::require_root();
         let (_tmp, path) = audit_path();
         let event = json!({"event": "run", "user": "alice", "note": "a\nb"});
-        assert!(record(&file_sink(&path), &event).is_empty());
+        assert!(record(&file_sink(&path), &event).warnings.is_empty());
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches('\n').count(), 1);
         assert!(text.ends_with('\n'));
@@ -191,7 +207,11 @@ mod tests {
         let meta = fs::metadata(&path).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o600));
 
-        assert!(record(&file_sink(&path), &json!({"event": "end"})).is_empty());
+        assert!(
+            record(&file_sink(&path), &json!({"event": "end"}))
+                .warnings
+                .is_empty()
+        );
         assert_eq!(lines(&path), vec![event, json!({"event": "end"})]);
     }
 
@@ -201,7 +221,11 @@ mod tests {
         crate::sys::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("kubesu/audit.log");
-        assert!(record(&file_sink(&path), &json!({"a": 1})).is_empty());
+        assert!(
+            record(&file_sink(&path), &json!({"a": 1}))
+                .warnings
+                .is_empty()
+        );
         let meta = fs::metadata(tmp.path().join("kubesu")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o700);
         assert_eq!(lines(&path).len(), 1);
@@ -219,7 +243,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..50 {
                         let event = json!({"thread": t, "i": i, "pad": padding});
-                        assert!(record(&file_sink(path), &event).is_empty());
+                        assert!(record(&file_sink(path), &event).warnings.is_empty());
                     }
                 });
             }
@@ -240,7 +264,7 @@ mod tests {
         fs::write(&target, "keep\n").unwrap();
         let link = tmp.path().join("audit.log");
         symlink(&target, &link).unwrap();
-        let warnings = record(&file_sink(&link), &json!({"a": 1}));
+        let warnings = record(&file_sink(&link), &json!({"a": 1})).warnings;
         assert_eq!(warnings.len(), 1);
         assert!(
             warnings[0].contains(&link.display().to_string()),
@@ -253,7 +277,7 @@ mod tests {
         fs::create_dir(&real).unwrap();
         let dir_link = tmp.path().join("dirlink");
         symlink(&real, &dir_link).unwrap();
-        let warnings = record(&file_sink(&dir_link.join("audit.log")), &json!({"a": 1}));
+        let warnings = record(&file_sink(&dir_link.join("audit.log")), &json!({"a": 1})).warnings;
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("cannot write the audit record to "));
         assert!(warnings[0].contains("is a symbolic link"), "{warnings:?}");
@@ -265,16 +289,27 @@ mod tests {
         let (tmp, path) = audit_path();
         fs::write(&path, "").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
-        assert_eq!(record(&file_sink(&path), &json!({"a": 1})).len(), 1);
+        assert_eq!(
+            record(&file_sink(&path), &json!({"a": 1})).warnings.len(),
+            1
+        );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         fs::hard_link(&path, tmp.path().join("other")).unwrap();
-        assert_eq!(record(&file_sink(&path), &json!({"a": 1})).len(), 1);
+        assert_eq!(
+            record(&file_sink(&path), &json!({"a": 1})).warnings.len(),
+            1
+        );
         assert_eq!(fs::read_to_string(&path).unwrap(), "");
         let fifo = tmp.path().join("fifo");
         nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(record(&file_sink(&fifo), &json!({"a": 1})).len(), 1);
         assert_eq!(
-            record(&file_sink(Path::new("audit.log")), &json!({})).len(),
+            record(&file_sink(&fifo), &json!({"a": 1})).warnings.len(),
+            1
+        );
+        assert_eq!(
+            record(&file_sink(Path::new("audit.log")), &json!({}))
+                .warnings
+                .len(),
             1
         );
     }
@@ -289,7 +324,8 @@ mod tests {
             syslog: true,
             file: None,
         };
-        assert!(record_to(&sink, &event, &socket).is_empty());
+        let delivery = record_to(&sink, &event, &socket);
+        assert!(delivery.taken && delivery.warnings.is_empty());
         let mut buf = [0u8; 4096];
         let n = server.recv(&mut buf).unwrap();
         let want = format!("<86>kubesu[{}]: {event}", std::process::id());
@@ -305,7 +341,9 @@ mod tests {
             syslog: true,
             file: Some(&path),
         };
-        let warnings = record_to(&sink, &json!({"a": 1}), &tmp.path().join("no-socket"));
+        let delivery = record_to(&sink, &json!({"a": 1}), &tmp.path().join("no-socket"));
+        assert!(delivery.taken, "the file took it");
+        let warnings = delivery.warnings;
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("syslog"), "{warnings:?}");
         // The file still gets the record.

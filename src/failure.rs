@@ -16,6 +16,8 @@ pub enum Code {
     Unavailable = 69,
     /// A bug or an unexpected state of the system.
     Software = 70,
+    /// The audit trail could not record the run: it did not start.
+    IoErr = 74,
     /// The caller, the user or the command is not permitted.
     NoPerm = 77,
     /// The configuration is missing, malformed or unsafe.

@@ -77,6 +77,8 @@ pub fn main() -> i32 {
     };
     // Before kubesu opens anything of its own.
     sys::close_inherited_descriptors();
+    // Before it writes anything: the caller's limits are the command's.
+    sys::limits::lift();
     // Before it reads its config and credentials: a root process that could
     // be dumped or ptraced would give them away.
     if let Err(e) = sys::process::forbid_dumps() {

@@ -1264,3 +1264,74 @@ fn only_teams_the_config_names_are_teams() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "kubesu-team-team-blue");
 }
+
+/// A caller's `ulimit -f` must not silence the audit trail: kubesu lifts its
+/// own limits before anything, and the command gets the caller's back.
+#[test]
+fn a_callers_file_size_limit_neither_stops_the_audit_nor_leaks_past_the_command() {
+    let mut command = as_service_user("/usr/bin/sh");
+    command.args([
+        "-c",
+        "ulimit -S -f 0 && exec sudo -n /usr/sbin/kubesu run --json --user alice -- \
+         /usr/bin/sh -c 'ulimit -S -f'",
+    ]);
+    let out = output(&mut command);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "0",
+        "the command has the caller's limit back"
+    );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let run = run_record(&out)["run"]
+        .as_str()
+        .expect("run id")
+        .to_string();
+    let events: Vec<String> = audit_records(&run)
+        .iter()
+        .map(|r| r["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        events,
+        ["start", "end"],
+        "both records are in the audit file"
+    );
+}
+
+/// With `[audit] required` (the default), a run whose start no audit
+/// destination recorded does not run.
+#[test]
+fn a_run_that_cannot_be_audited_does_not_start() {
+    let config = common::config_variant(
+        "unauditable",
+        &[
+            ("syslog = true", "syslog = false"),
+            (
+                "file = \"/var/log/kubesu/audit.jsonl\"",
+                "file = \"/proc/kubesu-cannot-be-here/audit.jsonl\"",
+            ),
+        ],
+    );
+    let marker = format!("/tmp/kubesu-unaudited-{}", std::process::id());
+    let out = output(&mut root_kubesu(&[
+        "run",
+        "--config",
+        &config,
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        &format!("touch {marker}"),
+    ]));
+    assert_refused(
+        &out,
+        74,
+        "audit",
+        "no audit destination took the start record",
+    );
+    assert!(
+        std::fs::metadata(&marker).is_err(),
+        "the command ran without an audit record"
+    );
+}

@@ -7,7 +7,11 @@
 //! reference lets the garbage collector remove it too.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -15,7 +19,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 
 use super::Cluster;
-use crate::failure::Result;
+use crate::failure::{Failure, Result};
 use crate::policy::identity::RunIdentity;
 use crate::policy::labels::{MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
 
@@ -179,6 +183,73 @@ pub async fn extend(cluster: &Cluster, namespace: &str, name: &str, expires: &st
         )
         .await
         .map(drop)
+}
+
+/// How long the API server's authorizer may take to see a new RoleBinding.
+/// It reads RBAC from an informer cache: under load a binding created a
+/// moment ago may not be effective yet (measured on 1.37 with 30 concurrent
+/// runs: a command's first call refused with 403).
+const BINDING_PROPAGATION: Duration = Duration::from_secs(10);
+const BINDING_POLL: Duration = Duration::from_millis(50);
+
+/// Wait until the API server's authorizer grants the run's ServiceAccount
+/// `probe` (a rule its ClusterRole holds) in its namespace, so that the
+/// command's first call is not refused. One SubjectAccessReview when the
+/// binding is already effective, which is the usual case.
+pub async fn await_binding(
+    cluster: &Cluster,
+    lease: &Lease,
+    probe: (&str, &str, &str),
+) -> Result<()> {
+    let id = &lease.identity;
+    let (group, resource, verb) = probe;
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!(
+                "system:serviceaccount:{}:{}",
+                id.namespace, id.service_account
+            )),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{}", id.namespace),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                verb: Some(verb.into()),
+                namespace: Some(id.namespace.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(cluster.client.clone());
+    let what = format!(
+        "asking whether ServiceAccount {}/{} may {verb} {resource} yet",
+        id.namespace, id.service_account
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let answer = cluster
+            .call(&what, api.create(&PostParams::default(), &review))
+            .await?;
+        if answer.status.is_some_and(|s| s.allowed) {
+            return Ok(());
+        }
+        if started.elapsed() >= BINDING_PROPAGATION {
+            return Err(Failure::unavailable(format!(
+                "the RoleBinding of ServiceAccount {}/{} was not effective after {}s (it may not \
+                 {verb} {resource}): check that its ClusterRole grants what `kubesu rbac` prints \
+                 (kubesu check), or retry if the API server is overloaded",
+                id.namespace,
+                id.service_account,
+                BINDING_PROPAGATION.as_secs()
+            )));
+        }
+        tokio::time::sleep(BINDING_POLL).await;
+    }
 }
 
 /// Bind the configured ClusterRole to the run's ServiceAccount, in its

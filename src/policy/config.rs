@@ -206,6 +206,9 @@ pub struct Audit {
     /// And/or appended to this root-owned file.
     #[serde(default)]
     pub file: Option<PathBuf>,
+    /// A run whose start record no destination took does not start.
+    #[serde(default = "yes")]
+    pub required: bool,
 }
 
 impl Default for Audit {
@@ -213,6 +216,7 @@ impl Default for Audit {
         Self {
             syslog: true,
             file: None,
+            required: true,
         }
     }
 }
@@ -345,6 +349,13 @@ impl Config {
         {
             return bad(
                 "[cluster] renew_before must be shorter than token_ttl and more than 0".into(),
+            );
+        }
+        if self.audit.required && !self.audit.syslog && self.audit.file.is_none() {
+            return bad(
+                "[audit] required is true but there is no destination: set syslog = true or \
+                 a file (or required = false to run unaudited)"
+                    .into(),
             );
         }
         for team in &self.namespace.teams {

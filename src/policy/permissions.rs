@@ -36,6 +36,12 @@ impl Permission {
             .flat_map(|r| self.verbs.iter().map(move |v| (*r, *v)))
     }
 
+    /// (group, resource, verb) of the rule's first grant: what kubesu asks
+    /// about to see that a binding to it took effect.
+    pub fn probe(&self) -> (&'static str, &'static str, &'static str) {
+        (self.group, self.resources[0], self.verbs[0])
+    }
+
     /// "namespaces", "clusterroles.rbac.authorization.k8s.io", ...
     pub fn label(&self) -> String {
         let resources = self.resources.join(",");
@@ -98,6 +104,14 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
         verbs: &["get", "list", "delete", "deletecollection"],
         names: Names::Any,
         why: "clean up what Spark left in the run's namespace (revoke, gc)",
+    },
+    Permission {
+        group: "authorization.k8s.io",
+        resources: &["subjectaccessreviews"],
+        verbs: &["create"],
+        names: Names::Any,
+        why: "wait until the run's RoleBinding is effective before the command starts: the API \
+              server's authorizer sees new bindings a moment after they are made",
     },
     Permission {
         group: "authorization.k8s.io",

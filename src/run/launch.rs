@@ -99,5 +99,6 @@ pub fn start(
         groups: who.user.groups.clone(),
         directories,
         no_new_privs: config.privileges.no_new_privs,
+        limits: crate::sys::limits::callers(),
     })
 }

@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::audit;
 use crate::cli::Target;
 use crate::cluster::Cluster;
-use crate::failure::{Code, Context, Result};
+use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
 use crate::policy::spark;
 use crate::sys::{self, Invoker, process, signals};
@@ -71,7 +71,20 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         file: config.audit.file.as_deref(),
     };
     let mut record = start_record(&who, &plan, &argv);
-    warn_all(audit::record(&audit_sink, &record));
+    let start = audit::record(&audit_sink, &record);
+    let unrecorded = !start.taken;
+    warn_all(start);
+    if unrecorded && config.audit.required {
+        return Err(Failure::new(
+            Code::IoErr,
+            format!(
+                "no audit destination recorded the start of this run for user {}, so it does not \
+                 start; fix the audit file or syslog named in the warnings above (or set [audit] \
+                 required = false in kubesu's config)",
+                who.user.name
+            ),
+        ));
+    }
 
     process::become_subreaper()
         .or_fail(Code::Software, || "cannot become a child subreaper".into())?;
@@ -228,8 +241,8 @@ fn print_dry_run(config: &Config, who: &Authorized<'_>, plan: &Plan, argv: &[OsS
     );
 }
 
-fn warn_all(warnings: Vec<String>) {
-    for w in warnings {
+fn warn_all(delivery: audit::Delivery) {
+    for w in delivery.warnings {
         err!("kubesu: warning: {w}");
     }
 }

@@ -9,6 +9,7 @@ use crate::cluster::{Cluster, token};
 use crate::failure::{Failure, Result};
 use crate::policy::config::Config;
 use crate::policy::naming::Policy;
+use crate::policy::permissions::SPARK_PERMISSIONS;
 use crate::run::authorize::Authorized;
 use crate::run::plan::Plan;
 use crate::run::revoke::{self, Grant};
@@ -21,12 +22,13 @@ pub struct Prepared {
 }
 
 /// Sequential API calls before the command starts: the namespace, the
-/// lease, then the binding and the token together (plus a read after a
-/// concurrent namespace creation).
-const PREPARE_ROUND_TRIPS: u32 = 4;
+/// lease, the binding and the token together, then the review that the
+/// binding is effective (plus a read after a concurrent namespace
+/// creation).
+const PREPARE_ROUND_TRIPS: u32 = 5;
 
-/// Three sequential round trips: the namespace, the lease, then the
-/// binding and the token together.
+/// Four sequential round trips: the namespace, the lease, the binding and
+/// the token together, the review that the binding took effect.
 pub async fn prepare(
     cluster: &Cluster,
     config: &Config,
@@ -67,7 +69,9 @@ pub async fn prepare(
             token::mint(cluster, &id.namespace, &id.service_account, who.ttl),
         );
         bound?;
-        minted
+        let token = minted?;
+        lease::await_binding(cluster, &lease, SPARK_PERMISSIONS[0].probe()).await?;
+        Ok(token)
     };
     // Every call has its own deadline; the whole has one too.
     let deadline = config.cluster.request_timeout * PREPARE_ROUND_TRIPS;

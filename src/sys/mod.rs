@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod fs;
+pub mod limits;
 pub mod privdrop;
 pub mod process;
 pub mod signals;

@@ -28,6 +28,8 @@ pub struct Launch {
     /// Tried in order; "/" is the last resort.
     pub directories: Vec<PathBuf>,
     pub no_new_privs: bool,
+    /// The caller's resource limits, given back to the command.
+    pub limits: super::limits::CallerLimits,
 }
 
 /// Fork and exec the command as the user, in a new session (so its whole
@@ -42,6 +44,7 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
         .collect();
     let (uid, gid, groups) = (launch.uid, launch.gid, launch.groups.clone());
     let no_new_privs = launch.no_new_privs;
+    let limits = launch.limits.clone();
     let supervisor = Pid::this();
 
     let mut command = Command::new(&launch.program);
@@ -53,6 +56,7 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
     // prepared before the fork, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            super::limits::restore(&limits);
             in_child(uid, gid, &groups, &directories, no_new_privs, supervisor)
                 .map_err(std::io::Error::from)
         });
