@@ -126,7 +126,6 @@ pub struct GcArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(multiple = false)]
 pub struct RbacArgs {
     /// The Kubernetes user kubesu's kubeconfig authenticates as (e.g. a
     /// client certificate's CN) [default: kubesu].
@@ -134,7 +133,7 @@ pub struct RbacArgs {
     pub user: Option<String>,
 
     /// Or the ServiceAccount it authenticates as.
-    #[arg(long, value_name = "NAMESPACE/NAME")]
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with = "user")]
     pub service_account: Option<String>,
 
     /// Print kubesu's admission policies instead (Kubernetes 1.30 or later):

@@ -326,6 +326,26 @@ mod tests {
     }
 
     #[test]
+    fn admission_takes_the_same_identity_options_as_the_rbac() {
+        use clap::Parser;
+        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(args);
+        for ok in [
+            &["kubesu", "rbac", "--admission", "--user", "kubesu"][..],
+            &[
+                "kubesu",
+                "rbac",
+                "--admission",
+                "--service-account",
+                "ns/kubesu",
+            ],
+            &["kubesu", "rbac", "--admission"],
+        ] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
+        assert!(parse(&["kubesu", "rbac", "--user", "a", "--service-account", "ns/b"]).is_err());
+    }
+
+    #[test]
     fn a_quote_in_a_name_cannot_end_the_cel_string() {
         let yaml = admission_policies(
             r"a\' || true || '",
