@@ -253,9 +253,15 @@ impl RequestLines {
                 .rposition(|w| w == b"\r\n")
                 .map_or(0, |i| i + 2);
             let line = String::from_utf8_lossy(&self.pending[start..at]).into_owned();
-            if let Some((method, target)) = line.split_once(' ') {
+            // A body sent without a final line break runs into the next
+            // request line: the method is the upper-case word just before
+            // the target (which has no spaces).
+            if let Some((before, target)) = line.rsplit_once(' ') {
+                let method_at = before
+                    .rfind(|c: char| !c.is_ascii_uppercase())
+                    .map_or(0, |i| i + 1);
                 found.push(Request {
-                    method: method.to_string(),
+                    method: before[method_at..].to_string(),
                     target: target.to_string(),
                 });
             }
