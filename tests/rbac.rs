@@ -42,6 +42,9 @@ fn access_of(request: &Request) -> Option<(Access, Option<String>)> {
         .unwrap_or((&request.target, ""));
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (group, rest) = match segments.as_slice() {
+        // A group version's resource list (discovery): readable by every
+        // authenticated client, like /version.
+        ["api", _version] | ["apis", _, _version] => return None,
         ["api", _version, rest @ ..] => ("", rest),
         ["apis", group, _version, rest @ ..] => (*group, rest),
         _ => return None,
@@ -262,6 +265,8 @@ fn requests_map_to_the_access_rbac_checks() {
         .map(|(a, name)| (a.to_string(), name))
     };
     assert_eq!(access("GET", "/version"), None);
+    assert_eq!(access("GET", "/apis/admissionregistration.k8s.io/v1"), None);
+    assert_eq!(access("GET", "/api/v1"), None);
     assert_eq!(
         access("GET", "/api/v1/namespaces/kubesu-alice"),
         Some(("get namespaces".into(), Some("kubesu-alice".into())))
