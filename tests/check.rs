@@ -151,9 +151,10 @@ fn an_identity_without_rbac_fails_with_the_missing_permissions() {
         ),
         ("rbac rolebindings", "create"),
         (
-            "rbac pods,services,configmaps,persistentvolumeclaims",
-            "get, list, delete, deletecollection on pods; get, list, delete, deletecollection on services;",
+            "rbac pods,configmaps,persistentvolumeclaims",
+            "list, deletecollection on pods; list, deletecollection on configmaps;",
         ),
+        ("rbac services", "missing: list, delete on services ("),
     ] {
         let r = row(&report, name);
         assert_eq!(r["ok"], false, "{r}");

@@ -53,7 +53,8 @@ impl Permission {
     }
 }
 
-const CLEANUP_RESOURCES: &[&str] = &["pods", "services", "configmaps", "persistentvolumeclaims"];
+/// What a Spark driver makes in its namespace.
+const SPARK_RESOURCES: &[&str] = &["pods", "services", "configmaps", "persistentvolumeclaims"];
 
 /// What kubesu's own identity needs, and nothing more. Namespaced resources
 /// are granted cluster-wide: kubesu creates objects in any namespace its
@@ -70,7 +71,7 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resources: &["serviceaccounts"],
-        verbs: &["get", "list", "create", "patch", "delete"],
+        verbs: &["list", "create", "patch", "delete"],
         names: Names::Any,
         why: "each run's ServiceAccount is its lease: created for the run, \
               its expiry moved when the token is renewed, listed by gc and list, \
@@ -86,7 +87,7 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     Permission {
         group: RBAC_GROUP,
         resources: &["rolebindings"],
-        verbs: &["get", "list", "create", "delete"],
+        verbs: &["list", "create", "delete"],
         names: Names::Any,
         why: "bind the Spark ClusterRole to the run's ServiceAccount in its namespace only",
     },
@@ -100,10 +101,18 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "",
-        resources: CLEANUP_RESOURCES,
-        verbs: &["get", "list", "delete", "deletecollection"],
+        resources: &["pods", "configmaps", "persistentvolumeclaims"],
+        verbs: &["list", "deletecollection"],
         names: Names::Any,
-        why: "clean up what Spark left in the run's namespace (revoke, gc)",
+        why: "clean up what Spark left in the run's namespace, by label (revoke, gc)",
+    },
+    Permission {
+        group: "",
+        resources: &["services"],
+        verbs: &["list", "delete"],
+        names: Names::Any,
+        why: "clean up the Services Spark left, one by one: Services have no deletecollection \
+              before Kubernetes 1.22 (revoke, gc)",
     },
     Permission {
         group: "authorization.k8s.io",
@@ -138,7 +147,7 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
 pub const SPARK_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
-        resources: CLEANUP_RESOURCES,
+        resources: SPARK_RESOURCES,
         verbs: &[
             "get",
             "list",
