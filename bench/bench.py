@@ -85,7 +85,8 @@ NAMESPACE = "kubesu-alice"  # examples/config.toml: template kubesu-{user}
 CLUSTER_ROLE = "kubesu-spark"
 GC_NAMESPACE = "kubesu-bench-gc"
 BENCH_LABEL = "kubesu.io/bench"
-CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+# /usr/local/bin: the test bed's kubectl, where a manual install puts it.
+CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 def log(*a):
@@ -468,8 +469,12 @@ def section_gc(args, results):
         if code == 404 or not ns["metadata"].get("deletionTimestamp"):
             break
         time.sleep(1)
+    # A namespace as kubesu makes them: where kubesu's admission policies
+    # are installed, its identity may clean up only in namespaces it owns.
     api.request("POST", "/api/v1/namespaces",
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GC_NAMESPACE}}, ok=(201, 409))
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": GC_NAMESPACE, "labels": {
+                    "app.kubernetes.io/managed-by": "kubesu",
+                    "pod-security.kubernetes.io/enforce": "baseline"}}}, ok=(201, 409))
     rows = {"kubesu gc": [], "kubectl delete sa -A -l": []}
     log(f"gc: {args.gc_rounds} rounds of {args.gc_leases} expired leases each way (bindings: {not args.gc_no_bindings})")
     for r in range(args.gc_rounds):
