@@ -197,19 +197,12 @@ struct Bed {
     tenant: Client,
 }
 
-/// kubesu's RBAC exactly as `kubesu rbac --user kubesu` prints it.
+/// kubesu's RBAC exactly as `kubesu rbac --user kubesu` prints it (from the
+/// library: the binary would want a config in a safe directory, and the
+/// checkout may be anywhere, /tmp included).
 fn kubesu_rbac() -> String {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubesu"))
-        .args(["--config", config, "rbac", "--user", IDENTITY])
-        .output()
-        .expect("run kubesu rbac");
-    assert!(
-        out.status.success(),
-        "kubesu rbac failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    let subject = kubesu::admin::rbac::Subject::User(IDENTITY.into());
+    kubesu::admin::rbac::manifests(CLUSTER_ROLE, &subject)
 }
 
 fn tenant_rbac() -> String {
