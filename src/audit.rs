@@ -44,7 +44,9 @@ pub struct Delivery {
 /// Write one record (a JSON object) as a single line to syslog and/or the
 /// file.
 ///
-/// Syslog gets an RFC 3164 datagram `<86>kubesu[PID]: {json}` on /dev/log.
+/// Syslog gets an RFC 3164 datagram `<86>kubesu[PID]: {json}` on /dev/log,
+/// its argv cut to fit with the hash of the whole (`capped`); the file gets
+/// the whole record.
 /// The file is opened with O_APPEND|O_CREAT|O_NOFOLLOW (mode 0600, its
 /// parent created 0700 if missing), must be a root-owned regular file with
 /// one link and no group or other write bit, and gets each record in one
@@ -56,7 +58,12 @@ pub fn record(sink: &AuditSink, event: &impl serde::Serialize) -> Delivery {
 fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> Delivery {
     // Compact JSON escapes every control character, so this is one line.
     // Through a Value, so its keys come sorted as they always have.
-    let line = match serde_json::to_value(event).and_then(|v| serde_json::to_string(&v)) {
+    let value = serde_json::to_value(event);
+    let line = match value
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::to_string(v).map_err(|e| e.to_string()))
+    {
         Ok(line) => line,
         Err(e) => {
             return Delivery {
@@ -68,7 +75,13 @@ fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> 
             };
         }
     };
-    let syslog = sink.syslog.then(|| send_syslog(socket, &line));
+    let syslog = sink.syslog.then(|| {
+        let fitting = match &value {
+            Ok(value) if line.len() > SYSLOG_MAX_RECORD => capped(value),
+            _ => line.clone(),
+        };
+        send_syslog(socket, &fitting)
+    });
     let file = sink.file.map(|file| append(file, &line));
     let results: Vec<_> = [syslog, file].into_iter().flatten().collect();
     Delivery {
@@ -78,6 +91,55 @@ fn record_to(sink: &AuditSink, event: &impl serde::Serialize, socket: &Path) -> 
             .filter_map(std::result::Result::err)
             .collect(),
     }
+}
+
+/// The longest record sent to syslog. A datagram larger than the socket's
+/// buffer fails with EMSGSIZE (a caller's 300 KB argv did), and syslog
+/// daemons cut long messages anyway (rsyslog at 8 KiB by default).
+const SYSLOG_MAX_RECORD: usize = 7 * 1024;
+
+/// The record with its argv cut to fit SYSLOG_MAX_RECORD: as many leading
+/// arguments as fit, each at most 256 bytes, then `argv_truncated` and the
+/// SHA-256 of the whole argv (as its JSON) so the file's full record can be
+/// matched. Everything else (who, for whom, what program, where) is kept.
+fn capped(record: &serde_json::Value) -> String {
+    const MAX_ARG: usize = 256;
+    let mut record = record.clone();
+    let Some(fields) = record.as_object_mut() else {
+        return record.to_string();
+    };
+    let Some(argv) = fields.remove("argv") else {
+        return record.to_string();
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, argv.to_string().as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    fields.insert("argv_sha256".into(), hex.into());
+    fields.insert("argv_truncated".into(), true.into());
+    fields.insert("argv".into(), serde_json::Value::Array(Vec::new()));
+    let mut line = record.to_string();
+    let mut kept = Vec::new();
+    for arg in argv.as_array().into_iter().flatten() {
+        let arg = match arg.as_str() {
+            Some(text) if text.len() > MAX_ARG => {
+                let cut = (0..=MAX_ARG)
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                serde_json::Value::from(format!("{}…", &text[..cut]))
+            }
+            _ => arg.clone(),
+        };
+        kept.push(arg);
+        if let Some(fields) = record.as_object_mut() {
+            fields.insert("argv".into(), serde_json::Value::Array(kept.clone()));
+        }
+        let longer = record.to_string();
+        if longer.len() > SYSLOG_MAX_RECORD {
+            break;
+        }
+        line = longer;
+    }
+    line
 }
 
 /// Written here rather than with the `syslog` crate: kubesu needs exactly
@@ -312,6 +374,49 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_huge_argv_reaches_syslog_cut_to_size_with_the_hash_of_the_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("log");
+        let server = UnixDatagram::bind(&socket).unwrap();
+        let argv: Vec<String> = (0..3000)
+            .map(|i| format!("--conf=spark.x{i}={}", "y".repeat(90)))
+            .collect();
+        let event = json!({"event": "start", "user": "alice", "caller": {"name": "svc"},
+                           "program": "/usr/bin/spark-submit", "argv": argv});
+        let sink = AuditSink {
+            syslog: true,
+            file: None,
+        };
+        let delivery = record_to(&sink, &event, &socket);
+        assert!(delivery.taken, "{:?}", delivery.warnings);
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = server.recv(&mut buf).unwrap();
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(text.split_once(": ").unwrap().1).unwrap();
+        assert!(text.len() <= SYSLOG_MAX_RECORD + 64, "{}", text.len());
+        assert_eq!(json["user"], "alice");
+        assert_eq!(json["program"], "/usr/bin/spark-submit");
+        assert_eq!(json["argv_truncated"], true);
+        let kept = json["argv"].as_array().unwrap();
+        assert!(!kept.is_empty() && kept.len() < 3000);
+        assert_eq!(kept[0], event["argv"][0]);
+        let whole =
+            ring::digest::digest(&ring::digest::SHA256, event["argv"].to_string().as_bytes());
+        let hex: String = whole.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(json["argv_sha256"], hex.as_str());
+    }
+
+    #[test]
+    fn one_long_argument_is_cut_on_a_character_boundary() {
+        let event = json!({"user": "alice", "argv": ["é".repeat(10_000)]});
+        let line = capped(&event);
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(line.len() <= SYSLOG_MAX_RECORD);
+        assert!(json["argv"][0].as_str().unwrap().ends_with('…'));
     }
 
     #[test]
