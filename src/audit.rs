@@ -116,7 +116,8 @@ fn capped(record: &serde_json::Value) -> String {
     fields.insert("argv_sha256".into(), hex.into());
     fields.insert("argv_truncated".into(), true.into());
     fields.insert("argv".into(), serde_json::Value::Array(Vec::new()));
-    let mut line = record.to_string();
+    // Each kept argument adds its JSON and a comma to the empty list.
+    let mut room = SYSLOG_MAX_RECORD.saturating_sub(record.to_string().len());
     let mut kept = Vec::new();
     for arg in argv.as_array().into_iter().flatten() {
         let arg = match arg.as_str() {
@@ -129,17 +130,17 @@ fn capped(record: &serde_json::Value) -> String {
             }
             _ => arg.clone(),
         };
-        kept.push(arg);
-        if let Some(fields) = record.as_object_mut() {
-            fields.insert("argv".into(), serde_json::Value::Array(kept.clone()));
-        }
-        let longer = record.to_string();
-        if longer.len() > SYSLOG_MAX_RECORD {
+        let size = arg.to_string().len() + 1;
+        if size > room {
             break;
         }
-        line = longer;
+        room -= size;
+        kept.push(arg);
     }
-    line
+    if let Some(fields) = record.as_object_mut() {
+        fields.insert("argv".into(), serde_json::Value::Array(kept));
+    }
+    record.to_string()
 }
 
 /// Written here rather than with the `syslog` crate: kubesu needs exactly

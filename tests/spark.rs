@@ -1142,15 +1142,16 @@ mod on_a_node {
         let token = seen.token.as_deref().unwrap_or_else(|| {
             panic!("the test never read run {run}'s token from /run/kubesu/{run}/token")
         });
+        token_answers_401(token, "the run's token answers 401").await;
+    }
+
+    /// Polls (the API server caches successful token checks for 10 s).
+    async fn token_answers_401(token: &str, what: &str) {
         let client = token_client(token.trim()).await;
-        eventually(
-            Duration::from_secs(30),
-            "the run's token answers 401",
-            || {
-                let client = client.clone();
-                async move { list_pods_status(&client, "kubesu-alice").await == 401 }
-            },
-        )
+        eventually(Duration::from_secs(30), what, || {
+            let client = client.clone();
+            async move { list_pods_status(&client, "kubesu-alice").await == 401 }
+        })
         .await;
     }
 
@@ -1169,16 +1170,7 @@ mod on_a_node {
                 && bound["serviceaccount"]["name"] == record["service_account"],
             "a pod-bound token of the run's ServiceAccount: {bound}"
         );
-        let client = token_client(pod_token.trim()).await;
-        eventually(
-            Duration::from_secs(30),
-            "the pod's token answers 401",
-            || {
-                let client = client.clone();
-                async move { list_pods_status(&client, "kubesu-alice").await == 401 }
-            },
-        )
-        .await;
+        token_answers_401(pod_token, "the pod's token answers 401").await;
     }
 
     fn assert_executors_ran_as_the_run(seen: &Seen, record: &serde_json::Value) {

@@ -22,13 +22,12 @@ pub struct Prepared {
 }
 
 /// Sequential API calls before the command starts: the namespace, the
-/// lease, the binding and the token together, then the review that the
-/// binding is effective (plus a read after a concurrent namespace
-/// creation).
+/// lease, the binding then the review that it took effect (the token is
+/// minted meanwhile), plus a read after a concurrent namespace creation.
 const PREPARE_ROUND_TRIPS: u32 = 5;
 
-/// Four sequential round trips: the namespace, the lease, the binding and
-/// the token together, the review that the binding took effect.
+/// Four sequential round trips: the namespace, the lease, the binding (with
+/// the token beside it), the review that the binding took effect.
 pub async fn prepare(
     cluster: &Cluster,
     config: &Config,
@@ -64,14 +63,17 @@ pub async fn prepare(
         let ensured = namespace::ensure(cluster, &wanted).await?;
         namespace_created.set(ensured == Ensured::Created);
         let uid = lease::create(cluster, &lease).await?;
+        // The review that the binding took effect overlaps the minting.
+        let binding = async {
+            lease::bind(cluster, &lease, &config.cluster.cluster_role, &uid).await?;
+            lease::await_binding(cluster, &lease, SPARK_PERMISSIONS[0].probe()).await
+        };
         let (bound, minted) = tokio::join!(
-            lease::bind(cluster, &lease, &config.cluster.cluster_role, &uid),
+            binding,
             token::mint(cluster, &id.namespace, &id.service_account, who.ttl),
         );
         bound?;
-        let token = minted?;
-        lease::await_binding(cluster, &lease, SPARK_PERMISSIONS[0].probe()).await?;
-        Ok(token)
+        minted
     };
     // Every call has its own deadline; the whole has one too.
     let deadline = config.cluster.request_timeout * PREPARE_ROUND_TRIPS;

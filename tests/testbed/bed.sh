@@ -373,8 +373,7 @@ start_node() { # k8s-bin-dir
 }
 
 node_ready() {
-  admin_curl "/api/v1/nodes/$node_name" | grep -q '"type": *"Ready", *"status": *"True"' ||
-    admin_curl "/api/v1/nodes/$node_name" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'
+  admin_curl "/api/v1/nodes/$node_name" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'
 }
 
 # Each series' image, built once from that pyspark release, imported into
