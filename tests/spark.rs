@@ -1299,11 +1299,11 @@ mod on_a_node {
         let admin = admin_client().await;
         let app = app_name("pi-fails");
         let _cleanup = app_cleanup("kubesu-alice", &app);
-        let tail = [
-            "--class",
-            "org.example.NoSuchMain",
-            "local:///opt/spark/jars/kubesu-absent.jar",
-        ];
+        // A jar the image has (Spark's own core), a class it does not.
+        let image = SPARK_4.image();
+        let version = image.rsplit_once(':').map_or("", |(_, v)| v);
+        let jar = format!("local:///opt/spark/jars/spark-core_2.13-{version}.jar");
+        let tail = ["--class", "org.example.NoSuchMain", &jar];
         let run = submission(&SPARK_4, &app, "cluster", &tail);
         let (output, seen) = watch_job(&admin, &app, run, true).await;
         let code = output.status.code();
