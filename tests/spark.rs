@@ -992,25 +992,47 @@ mod on_a_node {
                 ..Default::default()
             };
             let started = Instant::now();
+            let mut text = String::new();
             loop {
                 match api.log_stream(&pod, &params).await {
                     Ok(stream) => {
-                        let mut text = String::new();
                         let mut lines = stream.lines();
                         while let Some(Ok(line)) = lines.next().await {
                             text.push_str(&line);
                             text.push('\n');
                         }
-                        return text;
+                        // A stream can end before the container does (seen
+                        // under load): follow again until it has ended or
+                        // is gone. Repeated lines do no harm to the search.
+                        if driver_done(&api, &pod).await {
+                            return text;
+                        }
                     }
                     // Not started yet: the log exists once the container does.
-                    Err(_) if started.elapsed() < JOB_LIMIT => {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    Err(e) => return format!("(no log of {pod}: {e})"),
+                    Err(_) if started.elapsed() < JOB_LIMIT => {}
+                    Err(e) => return format!("{text}(no log of {pod}: {e})"),
                 }
+                if started.elapsed() >= JOB_LIMIT {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
             }
         })
+    }
+
+    /// Whether `pod` is gone or its containers have all terminated.
+    async fn driver_done(api: &Api<Pod>, pod: &str) -> bool {
+        match api.get_opt(pod).await {
+            Ok(Some(found)) => found
+                .status
+                .and_then(|s| s.container_statuses)
+                .is_some_and(|all| {
+                    all.iter()
+                        .all(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+                }),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// Watches `app`'s pods in alice's namespace until the run ends (at most
