@@ -50,6 +50,16 @@ const JVM_OPTION_ENVS: &[&str] = &[
 ];
 const POD_ENV_PREFIXES: &[&str] = &["spark.kubernetes.driverEnv.", "spark.executorEnv."];
 
+/// Spark 4.2+ applies a NetworkPolicy for each cluster-mode driver. A run
+/// may not write NetworkPolicies (it could open what the administrator
+/// closed), and the namespace's own policy (`[namespace] isolate`) already
+/// keeps other namespaces out, so kubesu leaves the step out. Older Sparks
+/// ignore the setting.
+const EXCLUDED_FEATURE_STEPS: (&str, &str) = (
+    "spark.kubernetes.driver.pod.excludedFeatureSteps",
+    "org.apache.spark.deploy.k8s.features.NetworkPolicyFeatureStep",
+);
+
 const MASTER_REASON: &str = "kubesu sets the Kubernetes API server for this run";
 const CREDENTIALS_REASON: &str = "kubesu sets the service account and credentials for this run";
 
@@ -111,7 +121,7 @@ pub fn command_line(program: OsString, user_args: &[OsString], forced: &Forced) 
 }
 
 /// The configuration kubesu forces.
-fn forced_confs(forced: &Forced) -> [(String, &OsStr); 5] {
+fn forced_confs(forced: &Forced) -> [(String, &OsStr); 6] {
     let (label_key, run_id) = &forced.run_label;
     [
         (
@@ -130,6 +140,10 @@ fn forced_confs(forced: &Forced) -> [(String, &OsStr); 5] {
         (
             format!("spark.kubernetes.executor.label.{label_key}"),
             run_id.as_ref(),
+        ),
+        (
+            EXCLUDED_FEATURE_STEPS.0.into(),
+            EXCLUDED_FEATURE_STEPS.1.as_ref(),
         ),
     ]
 }
@@ -229,6 +243,10 @@ fn builtin_reason(key: &str) -> Option<&'static str> {
     match key {
         "spark.master" | "spark.kubernetes.driver.master" => Some(MASTER_REASON),
         "spark.kubernetes.namespace" => Some("kubesu sets the namespace for this run"),
+        _ if key == EXCLUDED_FEATURE_STEPS.0 => Some(
+            "kubesu leaves out Spark's per-driver NetworkPolicy, which a run may not create \
+             (the namespace's own policy isolates it)",
+        ),
         "spark.kubernetes.context" => Some(CREDENTIALS_REASON),
         "spark.app.id" => {
             Some("kubesu names the application after the run, to find what it leaves behind")

@@ -488,6 +488,9 @@ fn forced_args_are_exactly_the_forced_settings() {
         "spark.kubernetes.driver.label.kubesu.io/run=abc123",
         "--conf",
         "spark.kubernetes.executor.label.kubesu.io/run=abc123",
+        "--conf",
+        "spark.kubernetes.driver.pod.excludedFeatureSteps=\
+         org.apache.spark.deploy.k8s.features.NetworkPolicyFeatureStep",
     ]);
     assert_eq!(forced_args(&forced()), expected);
 }
