@@ -22,12 +22,15 @@ use super::Cluster;
 use crate::failure::{Failure, Result};
 use crate::policy::identity::RunIdentity;
 use crate::policy::labels::{MANAGED_BY, RUN_LABEL, USER_LABEL, annotation};
+use crate::policy::tenancy::Objects;
 
 /// The lease a run takes: its identity, and who holds it.
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub identity: RunIdentity,
     pub holder: Holder,
+    /// The administrator's labels and annotations for every object.
+    pub objects: Objects,
 }
 
 /// Who holds a lease, recorded in annotations: what `gc` judges a run's
@@ -47,14 +50,22 @@ pub struct Holder {
 
 impl Lease {
     pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut labels = self.objects.labels.clone();
+        labels.extend([
             (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
             (RUN_LABEL.into(), self.identity.run.to_string()),
             (
                 USER_LABEL.into(),
                 crate::policy::naming::user_label(&self.holder.user),
             ),
-        ])
+        ]);
+        labels
+    }
+
+    fn annotations(&self) -> BTreeMap<String, String> {
+        let mut annotations = self.objects.annotations.clone();
+        annotations.extend(self.holder.annotations());
+        annotations
     }
 }
 
@@ -154,7 +165,7 @@ pub async fn create(cluster: &Cluster, lease: &Lease) -> Result<String> {
         metadata: ObjectMeta {
             name: Some(id.service_account.clone()),
             labels: Some(lease.labels()),
-            annotations: Some(lease.holder.annotations()),
+            annotations: Some(lease.annotations()),
             ..Default::default()
         },
         ..Default::default()
@@ -266,6 +277,7 @@ pub async fn bind(
         metadata: ObjectMeta {
             name: Some(id.service_account.clone()),
             labels: Some(lease.labels()),
+            annotations: Some(lease.objects.annotations.clone()),
             owner_references: Some(vec![OwnerReference {
                 api_version: "v1".into(),
                 kind: "ServiceAccount".into(),

@@ -5,6 +5,7 @@ pub mod access;
 pub mod lease;
 pub mod leftovers;
 pub mod namespace;
+pub mod tenancy;
 pub mod token;
 
 use std::future::Future;

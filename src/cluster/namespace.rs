@@ -12,11 +12,13 @@ use super::{Cluster, api_failure, is_conflict};
 use crate::failure::{Failure, Result};
 use crate::policy::labels::{MANAGED_BY, RUN_LABEL, annotation};
 
-/// What the namespace should look like if kubesu creates it.
+/// What the namespace should look like: as kubesu creates it, and as it
+/// keeps it (`tenancy`).
 pub struct Wanted<'a> {
     pub name: &'a str,
-    pub labels: &'a BTreeMap<String, String>,
-    pub annotations: &'a BTreeMap<String, String>,
+    /// Besides kubesu's own: the config's and Pod Security's.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
     /// Existing namespaces kubesu may use without owning them.
     pub adopt: &'a [String],
     /// Set for per-run namespaces: labelled with the run, so `gc` can tell
@@ -30,7 +32,12 @@ pub struct Wanted<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Ensured {
     Created,
-    Existing,
+    Existing {
+        /// Listed in `[namespace] adopt`: the administrator's namespace.
+        adopted: bool,
+        /// Its labels or annotations differ from the wanted ones.
+        stale: bool,
+    },
 }
 
 /// One GET on the fast path; a create only when it is absent. A concurrent
@@ -39,7 +46,7 @@ pub async fn ensure(cluster: &Cluster, wanted: &Wanted<'_>) -> Result<Ensured> {
     let api: Api<Namespace> = Api::all(cluster.client.clone());
     let reading = format!("reading namespace {}", wanted.name);
     if let Some(existing) = cluster.call(&reading, api.get_opt(wanted.name)).await? {
-        return check_usable(wanted, &existing).map(|()| Ensured::Existing);
+        return check_usable(wanted, &existing);
     }
     let creating = format!("creating namespace {}", wanted.name);
     match cluster
@@ -52,7 +59,7 @@ pub async fn ensure(cluster: &Cluster, wanted: &Wanted<'_>) -> Result<Ensured> {
         Ok(_) => Ok(Ensured::Created),
         Err(e) if is_conflict(&e) => {
             let existing = cluster.call(&reading, api.get(wanted.name)).await?;
-            check_usable(wanted, &existing).map(|()| Ensured::Existing)
+            check_usable(wanted, &existing)
         }
         Err(e) => Err(api_failure(&creating, e)),
     }
@@ -80,9 +87,11 @@ fn new_namespace(wanted: &Wanted<'_>) -> Namespace {
 /// kubesu never adopts a namespace it did not create or was not told to use
 /// (Kubeflow's rule): another team's namespace, kube-system or default would
 /// otherwise become the user's.
-fn check_usable(wanted: &Wanted<'_>, existing: &Namespace) -> Result<()> {
+fn check_usable(wanted: &Wanted<'_>, existing: &Namespace) -> Result<Ensured> {
     let name = wanted.name;
-    let labels = existing.metadata.labels.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = existing.metadata.labels.as_ref().unwrap_or(&empty);
+    let notes = existing.metadata.annotations.as_ref().unwrap_or(&empty);
     let owned = labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
     if !owned && !wanted.adopt.iter().any(|a| a == name) {
         return Err(Failure::denied(format!(
@@ -102,7 +111,14 @@ fn check_usable(wanted: &Wanted<'_>, existing: &Namespace) -> Result<()> {
             "namespace {name} is being deleted (by `kubesu gc` or an administrator); retry in a few seconds"
         )));
     }
-    Ok(())
+    let differs = |wanted: &BTreeMap<String, String>, have: &BTreeMap<String, String>| {
+        wanted.iter().any(|(k, v)| have.get(k) != Some(v))
+    };
+    Ok(Ensured::Existing {
+        // Listed in `adopt`: the administrator's, labelled or not.
+        adopted: wanted.adopt.iter().any(|a| a == name),
+        stale: differs(&wanted.labels, labels) || differs(&wanted.annotations, notes),
+    })
 }
 
 /// Delete a per-run namespace (everything in it goes with it).

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::environment;
 use crate::policy::naming::Policy;
+use crate::policy::tenancy::{self, Limits, Objects, PodSecurity, Resources};
 use crate::sys::fs::{self, check_root_owned, check_trusted_path};
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,8 @@ pub struct Config {
     pub privileges: Privileges,
     #[serde(default)]
     pub audit: Audit,
+    #[serde(default)]
+    pub objects: Objects,
 }
 
 /// The service users allowed to call kubesu through sudo.
@@ -81,6 +84,10 @@ pub struct Cluster {
     /// How long revocation keeps retrying before it leaves the run to `gc`.
     #[serde(default = "default_revoke_timeout", deserialize_with = "duration")]
     pub revoke_timeout: Duration,
+    /// The longest a run may last: then kubesu stops renewing, ends the
+    /// command and revokes. None: as long as the command runs.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_run_time: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +109,23 @@ pub struct Namespace {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Enforced on kubesu's namespaces (labels, re-applied at each run).
+    #[serde(default)]
+    pub pod_security: PodSecurity,
+    /// A NetworkPolicy that lets into the namespace's pods only traffic from
+    /// pods of the same namespace.
+    #[serde(default)]
+    pub isolate: bool,
+    /// ResourceQuota `hard` limits of each namespace.
+    #[serde(default)]
+    pub quota: Option<Resources>,
+    /// LimitRange defaults and maximum per container.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// Apply all of the above to adopted namespaces too; by default kubesu
+    /// never changes a namespace it did not create.
+    #[serde(default)]
+    pub manage_adopted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -369,6 +393,14 @@ impl Config {
                      (such as \"team-*\")"
                 ));
             }
+        }
+        tenancy::check_label_keys("[namespace] labels", self.namespace.labels.keys())
+            .and_then(|()| {
+                tenancy::check_label_keys("[objects] labels", self.objects.labels.keys())
+            })
+            .or_else(bad)?;
+        if self.cluster.max_run_time.is_some_and(|t| t.is_zero()) {
+            return bad("[cluster] max_run_time is 0: leave it out for no limit, or write a duration such as \"12h\"".into());
         }
         self.check_environment(origin)?;
         crate::policy::naming::namespace(

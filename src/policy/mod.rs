@@ -9,3 +9,4 @@ pub mod labels;
 pub mod naming;
 pub mod permissions;
 pub mod spark;
+pub mod tenancy;

@@ -63,10 +63,26 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resources: &["namespaces"],
-        verbs: &["get", "list", "create", "delete"],
+        verbs: &["get", "list", "create", "patch", "delete"],
         names: Names::Any,
         why: "create the run's namespace if absent and check that it is kubesu's; \
+              put its Pod Security and configured labels back (server-side apply); \
               find and delete per-run namespaces (run, gc)",
+    },
+    Permission {
+        group: "",
+        resources: &["resourcequotas", "limitranges"],
+        verbs: &["create", "patch"],
+        names: Names::Any,
+        why: "apply [namespace] quota and limits to kubesu's namespaces at each run \
+              (server-side apply: a patch, authorized as a create when the object is absent)",
+    },
+    Permission {
+        group: "networking.k8s.io",
+        resources: &["networkpolicies"],
+        verbs: &["create", "patch"],
+        names: Names::Any,
+        why: "apply the isolating NetworkPolicy ([namespace] isolate) at each run",
     },
     Permission {
         group: "",

@@ -5,7 +5,7 @@
 
 use crate::cluster::lease::{self, Holder, Lease};
 use crate::cluster::namespace::{self, Ensured, Wanted};
-use crate::cluster::{Cluster, token};
+use crate::cluster::{Cluster, tenancy, token};
 use crate::failure::{Failure, Result};
 use crate::policy::config::Config;
 use crate::policy::naming::Policy;
@@ -39,8 +39,8 @@ pub async fn prepare(
     let expires = plan.expires.to_string();
     let wanted = Wanted {
         name: &id.namespace,
-        labels: &config.namespace.labels,
-        annotations: &config.namespace.annotations,
+        labels: tenancy::namespace_labels(config),
+        annotations: tenancy::namespace_annotations(config),
         adopt: &config.namespace.adopt,
         run: (plan.policy == Policy::PerRun).then_some(run),
         expires: &expires,
@@ -57,23 +57,33 @@ pub async fn prepare(
             boot_id: sys::boot_id(),
             command: who.program.display().to_string(),
         },
+        objects: config.objects.clone(),
     };
     let namespace_created = std::cell::Cell::new(false);
     let steps = async {
         let ensured = namespace::ensure(cluster, &wanted).await?;
         namespace_created.set(ensured == Ensured::Created);
-        let uid = lease::create(cluster, &lease).await?;
-        // The review that the binding took effect overlaps the minting.
-        let binding = async {
-            lease::bind(cluster, &lease, &config.cluster.cluster_role, &uid).await?;
-            lease::await_binding(cluster, &lease, SPARK_PERMISSIONS[0].probe()).await
+        tenancy::relabel(cluster, config, &id.namespace, ensured).await?;
+        let access = async {
+            let uid = lease::create(cluster, &lease).await?;
+            // The review that the binding took effect overlaps the minting.
+            let binding = async {
+                lease::bind(cluster, &lease, &config.cluster.cluster_role, &uid).await?;
+                lease::await_binding(cluster, &lease, SPARK_PERMISSIONS[0].probe()).await
+            };
+            let (bound, minted) = tokio::join!(
+                binding,
+                token::mint(cluster, &id.namespace, &id.service_account, who.ttl),
+            );
+            bound.and(minted)
         };
-        let (bound, minted) = tokio::join!(
-            binding,
-            token::mint(cluster, &id.namespace, &id.service_account, who.ttl),
+        // The namespace policy is in place before the command starts, but
+        // applied beside the lease: no round trip of its own.
+        let (policy, minted) = tokio::join!(
+            tenancy::apply(cluster, config, &id.namespace, ensured),
+            access
         );
-        bound?;
-        minted
+        policy.and(minted)
     };
     // Every call has its own deadline; the whole has one too.
     let deadline = config.cluster.request_timeout * PREPARE_ROUND_TRIPS;
