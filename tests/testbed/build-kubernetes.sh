@@ -114,7 +114,10 @@ build_kube_router() {
   local mods=$here/netpol version
   version=$(module_version "$mods/go.mod" github.com/cloudnativelabs/kube-router/v2)
   [ -n "$version" ] || die "cannot read the pinned kube-router version from $mods/go.mod"
-  local bin=$cache/kube-router-$version-r$build_rev/bin
+  # Keyed by go.sum too: a dependency moved for a fix is a new build.
+  local sum
+  sum=$(cat "$mods/go.mod" "$mods/go.sum" | sha256sum | cut -c1-12)
+  local bin=$cache/kube-router-$version-$sum-r$build_rev/bin
   if [ -x "$bin/kube-router" ]; then
     echo "$bin"
     return
