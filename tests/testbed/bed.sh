@@ -46,8 +46,6 @@ node_ip=10.244.0.1
 pod_cidr=10.244.0.0/24
 service_cidr=10.96.0.0/16
 bridge=kubesu0
-# kube-router's health endpoint (it listens on every address: no flag for one).
-kube_router_health_port=20244
 
 # Whether the bed has a node: never on 1.20; KUBESU_TESTBED_NODE=0 gives a
 # control plane alone on the current release (a second bed beside the first,
@@ -514,18 +512,22 @@ EOF
   # Leftovers of a kube-router that `down` did not stop (killed with the
   # machine's session, say): a fresh start finds none of them.
   netpol_cleanup
-  # -v 1: it logs the end of each sync ("sync iptables took"), which up waits for.
+  # No health or metrics port: the health server listens on every address
+  # (no flag for one) and also serves Go's /debug/pprof/ there, to pods too.
+  # -v 1: it logs the end of each sync ("sync iptables took"), which up waits
+  # for instead.
   launch kube-router "$kube_router_bin/kube-router" --run-firewall=true --run-router=false \
     --run-service-proxy=false --kubeconfig "$dir/kube-router.kubeconfig" \
     --hostname-override "$node_name" --service-cluster-ip-range "$service_cidr" \
-    --health-port "$kube_router_health_port" --metrics-port 0 -v 1
+    --health-port 0 --metrics-port 0 -v 1
 }
 
-# Synced: its informers have listed everything (the health endpoint answers
-# only after that) and a first full sync of the filter table has ended.
+# Synced: the policy controller starts once its informers have listed
+# everything, and a first full sync of the filter table has ended (an
+# aborted one logs its end too, and why).
 kube_router_synced() {
-  curl -fsS "http://127.0.0.1:$kube_router_health_port/healthz" >/dev/null &&
-    grep -q 'sync iptables took' "$dir/log/kube-router.log"
+  grep -q 'sync iptables took' "$dir/log/kube-router.log" &&
+    ! grep -q 'Aborting sync' "$dir/log/kube-router.log"
 }
 
 # kube-router leaves its rules and ipsets behind when it stops, and its own
