@@ -4,10 +4,12 @@
 # The current release (the default): etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, and one node: kubelet with
 # containerd and runc, a CNI bridge (kubesu0, 10.244.0.0/24, the node's own
-# address 10.244.0.1), kube-proxy, and CoreDNS serving cluster.local on
-# 10.244.0.1:53. Pods reach the API server as kubernetes.default.svc
-# (10.96.0.1:443, proxied to 10.244.0.1:$api_port). Spark images are built
-# here (build-spark-image.sh) and imported: nothing is ever pulled.
+# address 10.244.0.1), kube-proxy, CoreDNS serving cluster.local on
+# 10.244.0.1:53, and kube-router's network policy controller enforcing
+# NetworkPolicies (the bridge plugin ignores them). Pods reach the API
+# server as kubernetes.default.svc (10.96.0.1:443, proxied to
+# 10.244.0.1:$api_port). Spark images are built here (build-spark-image.sh)
+# and imported: nothing is ever pulled.
 #
 # KUBESU_TESTBED_KUBERNETES=1.20: Debian's Kubernetes 1.20 control plane only
 # (etcd, kube-apiserver, kube-controller-manager on 127.0.0.1, no node: pods
@@ -15,7 +17,7 @@
 #
 #   bed.sh up     build (cached) and start; returns when the node is Ready
 #   bed.sh down   stop exactly the processes this bed started, remove its pods'
-#                 containers and network
+#                 containers and network, and kube-router's rules and ipsets
 #   bed.sh env    print the variables tests read, for `eval`
 #   bed.sh stop-apiserver | start-apiserver   for fault tests
 #
@@ -197,6 +199,13 @@ stop_one() { # name
 # Node components first (the kubelet stops its pods' containers through
 # containerd), the control plane last.
 stop_all() {
+  # Only a bed that started kube-router cleans its rules: they are host-wide,
+  # and a second bed without a node (KUBESU_TESTBED_NODE=0) beside this one
+  # must not remove the first one's.
+  if [ -f "$dir/run/kube-router.pid" ]; then
+    stop_one kube-router
+    netpol_cleanup
+  fi
   stop_one coredns
   stop_one kube-proxy
   stop_one kubelet
@@ -366,10 +375,14 @@ start_node() { # k8s-bin-dir
     --conntrack-max-per-core 0 --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
   start_coredns "$bin"
   wait_for kubelet 120 node_ready
+  # kube-router reads its node's address from the Node object once, at
+  # start, and exits if there is none yet.
+  start_kube_router "$bin"
   # Pods need the `kubernetes` Service proxied before anything in them can
   # reach the API server.
   wait_for kube-proxy 60 iptables -t nat -S KUBE-SERVICES
   wait_for coredns 60 dns_answers
+  wait_for kube-router 60 kube_router_synced
 }
 
 node_ready() {
@@ -462,6 +475,87 @@ for _ in range(ancount):
 EOF
 }
 
+# NetworkPolicies: kube-router with its network policy controller only (no
+# routing, no service proxy: the bridge and kube-proxy do those). It programs
+# the filter table (chains KUBE-ROUTER-*, KUBE-NWPLCY-*, KUBE-POD-FW-*) and
+# ipsets (KUBE-SRC-*, KUBE-DST-*) from the pods, namespaces and policies it
+# watches. Its identity may only read what its informers list and watch.
+start_kube_router() { # k8s-bin-dir
+  [ -f "$pki/kube-router.crt" ] ||
+    sign kube-router /CN=kubesu-testbed-kube-router ca 'extendedKeyUsage=clientAuth'
+  kubeconfig "$dir/kube-router.kubeconfig" kube-router
+  "$1/kubectl" --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "kubesu-testbed:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods, namespaces, services, endpoints]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "kubesu-testbed:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "kubesu-testbed:kube-router"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: kubesu-testbed-kube-router}
+EOF
+  # Leftovers of a kube-router that `down` did not stop (killed with the
+  # machine's session, say): a fresh start finds none of them.
+  netpol_cleanup
+  # No health or metrics port: the health server listens on every address
+  # (no flag for one) and also serves Go's /debug/pprof/ there, to pods too.
+  # -v 1: it logs the end of each sync ("sync iptables took"), which up waits
+  # for instead.
+  launch kube-router "$kube_router_bin/kube-router" --run-firewall=true --run-router=false \
+    --run-service-proxy=false --kubeconfig "$dir/kube-router.kubeconfig" \
+    --hostname-override "$node_name" --service-cluster-ip-range "$service_cidr" \
+    --health-port 0 --metrics-port 0 -v 1
+}
+
+# Synced: the policy controller starts once its informers have listed
+# everything, and a first full sync of the filter table has ended (an
+# aborted one logs its end too, and why).
+kube_router_synced() {
+  grep -q 'sync iptables took' "$dir/log/kube-router.log" &&
+    ! grep -q 'Aborting sync' "$dir/log/kube-router.log"
+}
+
+# kube-router leaves its rules and ipsets behind when it stops, and its own
+# --cleanup-config does not remove them in v2.1.0: its policy controller's
+# cleanup runs without iptables or ipset handlers, so it finds nothing, and
+# the service proxy's cleanup after it panics (seen here; it would also flush
+# every IPVS service on the host).
+# The jumps from the built-in chains first, then its chains (flushed, then
+# deleted: they refer to each other), then its ipsets (unreferenced by now).
+netpol_cleanup() {
+  command -v iptables >/dev/null || return 0
+  local chain rule set chains
+  for chain in INPUT FORWARD OUTPUT; do
+    iptables -t filter -S "$chain" 2>/dev/null | grep -- '-j KUBE-ROUTER-' |
+      while read -r rule; do
+        # iptables -S quotes the rule's comment; xargs reads the quotes.
+        printf '%s\n' "-D${rule#-A}" | xargs iptables -t filter || true
+      done || true
+  done
+  chains=$(iptables -t filter -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-(ROUTER|NWPLCY|POD-FW)-/ { print $2 }' || true)
+  for chain in $chains; do iptables -t filter -F "$chain" || true; done
+  for chain in $chains; do iptables -t filter -X "$chain" || true; done
+  command -v ipset >/dev/null || return 0
+  for set in $(ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-'); do
+    ipset destroy "$set" || true
+  done
+}
+
 # --- commands ---------------------------------------------------------------
 
 # The tests, the demo and the support engineer's `kubesu run -- kubectl` use
@@ -482,6 +576,11 @@ up() {
   bash "$here/install-deps.sh"
   local bin etcd
   bin=$(bash "$here/build-kubernetes.sh" "$release")
+  if [ "$node" = 1 ]; then
+    # Global: start_kube_router reads it.
+    kube_router_bin=$(bash "$here/build-kubernetes.sh" kube-router)
+    command -v ipset >/dev/null || die "no \`ipset\` (package ipset): kube-router keeps pod addresses in ipsets"
+  fi
   install_kubectl
   if [ "$release" = 1.20 ]; then
     etcd=$(command -v etcd) || die "no etcd on PATH (package etcd-server)"
@@ -492,7 +591,7 @@ up() {
   make_pki
   make_identities
   local parts=(etcd kube-apiserver kube-controller-manager)
-  [ "$node" = 0 ] || parts+=(kube-scheduler containerd kubelet kube-proxy coredns)
+  [ "$node" = 0 ] || parts+=(kube-scheduler containerd kubelet kube-proxy coredns kube-router)
   local all_ours=1 p
   for p in "${parts[@]}"; do is_ours "$p" || all_ours=; done
   if [ -n "$all_ours" ] && [ "$(cat "$dir/release" 2>/dev/null)" = "$release node=$node" ]; then

@@ -2,7 +2,7 @@
 # Builds the test bed's Kubernetes once into a cache outside the repo and
 # prints the directory of its binaries.
 #
-#   build-kubernetes.sh [current|1.20]
+#   build-kubernetes.sh [current|1.20|kube-router]
 #
 #   current  (default) the release pinned by tests/testbed/kubernetes/go.mod,
 #            built from Go modules through the module proxy with the ordinary
@@ -12,6 +12,9 @@
 #   1.20     Debian's Kubernetes 1.20 source package: kube-apiserver and
 #            kube-controller-manager only (the oldest release kubesu is
 #            tested on; no node). Its etcd is Debian's etcd-server.
+#   kube-router  the node's NetworkPolicy enforcement: kube-router, pinned by
+#            tests/testbed/netpol/go.mod, in a cache directory of its own (a
+#            new kube-router does not rebuild Kubernetes, nor the reverse).
 #
 #   KUBESU_TESTBED_CACHE  cache root (default /var/cache/kubesu-testbed)
 #
@@ -95,6 +98,47 @@ build_current() {
     go build -trimpath -ldflags "-s -w" -o "$work/bin/coredns" .
   ) >>"$buildlog" 2>&1 || { tail -n 30 "$buildlog" >&2; die "step 'go build' failed (log: $buildlog)"; }
   for b in "${all[@]}"; do [ -x "$work/bin/$b" ] || die "the build made no $b (log: $buildlog)"; done
+  mkdir -p "$(dirname "$bin")"
+  rm -rf "$bin"
+  mv "$work/bin" "$bin"
+  log "cached in $bin"
+  echo "$bin"
+}
+
+# --- kube-router, for NetworkPolicies ---------------------------------------
+
+# Only its network policy controller runs (bed.sh), but the binary is the
+# whole of kube-router: the command has no build without the other
+# controllers.
+build_kube_router() {
+  local mods=$here/netpol version
+  version=$(module_version "$mods/go.mod" github.com/cloudnativelabs/kube-router/v2)
+  [ -n "$version" ] || die "cannot read the pinned kube-router version from $mods/go.mod"
+  # Keyed by go.sum too: a dependency moved for a fix is a new build.
+  local sum
+  sum=$(cat "$mods/go.mod" "$mods/go.sum" | sha256sum | cut -c1-12)
+  local bin=$cache/kube-router-$version-$sum-r$build_rev/bin
+  if [ -x "$bin/kube-router" ]; then
+    echo "$bin"
+    return
+  fi
+
+  require_go
+  log "building kube-router $version from Go modules (cold: about 6 minutes on 2 cores)"
+  mkdir -p "$cache"
+  work=$(mktemp -d "$cache/build.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+  local buildlog=$cache/build-kube-router-$version.log
+  mkdir -p "$work/bin"
+  export CGO_ENABLED=0 GOFLAGS=-mod=readonly
+  (cd "$mods" && go mod download) >"$buildlog" 2>&1 ||
+    { tail -n 20 "$buildlog" >&2; die "step 'download kube-router modules' failed (log: $buildlog): is the Go module proxy reachable (go env GOPROXY)?"; }
+  (
+    cd "$mods"
+    go build -trimpath -ldflags "-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$version -X github.com/cloudnativelabs/kube-router/v2/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+      -o "$work/bin/" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+  ) >>"$buildlog" 2>&1 || { tail -n 30 "$buildlog" >&2; die "step 'go build kube-router' failed (log: $buildlog)"; }
+  [ -x "$work/bin/kube-router" ] || die "the build made no kube-router (log: $buildlog)"
   mkdir -p "$(dirname "$bin")"
   rm -rf "$bin"
   mv "$work/bin" "$bin"
@@ -208,5 +252,6 @@ build_debian() {
 case ${1:-current} in
   current) build_current ;;
   1.20) build_debian ;;
-  *) die "usage: $0 [current|1.20]" ;;
+  kube-router) build_kube_router ;;
+  *) die "usage: $0 [current|1.20|kube-router]" ;;
 esac

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(etcd-server golang-go rsync make sudo openssl dpkg-dev openjdk-17-jre-headless debootstrap
   golang-github-modern-go-reflect2-dev curl procps python3-venv rsyslog man-db
-  iproute2 iptables conntrack)
+  iproute2 iptables conntrack ipset)
 
 missing=()
 for p in "${packages[@]}"; do
