@@ -234,7 +234,7 @@ proptest! {
         args in vec(any_argument(), 0..12)
     ) {
         // A panic fails the test with the shrunk arguments.
-        if let Err(failure) = spark::refuse_overrides(&args, &denied()) {
+        if let Err(failure) = spark::refuse_overrides(&args, &spark::Rules::denying(&denied())) {
             prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
             prop_assert!(
                 failure.message.starts_with("spark-submit argument \""),
@@ -269,7 +269,7 @@ proptest! {
             sane.push("app.py".into());
         }
         prop_assert!(
-            spark::refuse_overrides(&os(&sane), &[]).is_ok(),
+            spark::refuse_overrides(&os(&sane), &spark::Rules::default()).is_ok(),
             "the generator made a refused prefix: {:?}",
             sane
         );
@@ -279,8 +279,8 @@ proptest! {
             args.push("app.py".into());
             args.push(argument);
         }
-        match spark::refuse_overrides(&os(&args), &[]) {
-            Ok(()) => prop_assert!(false, "{:?} was allowed in {:?}", forbidden, args),
+        match spark::refuse_overrides(&os(&args), &spark::Rules::default()) {
+            Ok(_) => prop_assert!(false, "{:?} was allowed in {:?}", forbidden, args),
             Err(failure) => prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message),
         }
     }
@@ -303,7 +303,7 @@ proptest! {
             2 => vec!["-c".into(), pair],
             _ => vec!["--driver-java-options".into(), format!("-D{key}=v")],
         };
-        prop_assert!(spark::refuse_overrides(&os(&args), &denied()).is_err(), "{:?} was allowed", args);
+        prop_assert!(spark::refuse_overrides(&os(&args), &spark::Rules::denying(&denied())).is_err(), "{:?} was allowed", args);
     }
 
     #[test]
@@ -316,7 +316,7 @@ proptest! {
         args.extend(os(&["--class".into(), "com.example.Main".into()]));
         args.push("app.jar".into());
         args.extend(after);
-        if let Err(failure) = spark::refuse_overrides(&args, &[]) {
+        if let Err(failure) = spark::refuse_overrides(&args, &spark::Rules::default()) {
             prop_assert!(false, "{:?} was refused: {}", args, failure.message);
         }
     }
@@ -344,7 +344,7 @@ fn an_inline_option_value_does_not_hide_the_next_argument() {
             args.extend(hidden.iter().map(|s| s.to_string()));
             args.push("app.py".into());
             assert!(
-                spark::refuse_overrides(&os(&args), &[]).is_err(),
+                spark::refuse_overrides(&os(&args), &spark::Rules::default()).is_err(),
                 "{args:?} was allowed: the argument after {inline} was not checked"
             );
         }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::policy::environment;
 use crate::policy::naming::Policy;
+use crate::policy::{environment, spark};
 use crate::sys::fs::{self, check_root_owned, check_trusted_path};
 
 #[derive(Debug, Deserialize)]
@@ -137,12 +137,97 @@ pub struct Command {
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spark {
     /// Extra Spark settings users may not set; "prefix.*" for a prefix.
     #[serde(default)]
     pub deny_conf: Vec<String>,
+    /// Settings passed on every spark-submit, after kubesu's own, which
+    /// users may not set. Absent: spark.authenticate = "true"; present:
+    /// exactly what it says.
+    #[serde(default = "default_forced_spark", deserialize_with = "forced_spark")]
+    pub force: BTreeMap<String, String>,
+    /// Pod templates for every driver and executor: absolute paths of
+    /// root-owned files (checked by `load`).
+    #[serde(default, deserialize_with = "pod_template")]
+    pub driver_pod_template: Option<PathBuf>,
+    #[serde(default, deserialize_with = "pod_template")]
+    pub executor_pod_template: Option<PathBuf>,
+}
+
+impl Default for Spark {
+    fn default() -> Self {
+        Self {
+            deny_conf: Vec::new(),
+            force: default_forced_spark(),
+            driver_pod_template: None,
+            executor_pod_template: None,
+        }
+    }
+}
+
+impl Spark {
+    /// What the administrator forces on every spark-submit: [spark] force,
+    /// then the pod templates.
+    pub fn forced_settings(&self) -> Vec<spark::AdminSetting> {
+        let force = self.force.iter().map(|(key, value)| spark::AdminSetting {
+            key: key.clone(),
+            value: value.into(),
+            source: "[spark] force",
+        });
+        let templates = [
+            (
+                spark::DRIVER_POD_TEMPLATE,
+                &self.driver_pod_template,
+                "[spark] driver_pod_template",
+            ),
+            (
+                spark::EXECUTOR_POD_TEMPLATE,
+                &self.executor_pod_template,
+                "[spark] executor_pod_template",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, path, source)| {
+            path.as_ref().map(|path| spark::AdminSetting {
+                key: key.into(),
+                value: path.into(),
+                source,
+            })
+        });
+        force.chain(templates).collect()
+    }
+
+    /// The pod templates are read by spark-submit as the user and shape
+    /// every pod: root-owned regular files, in directories only root can
+    /// write, that users can read.
+    fn check_pod_templates(&self, origin: &Path) -> Result<()> {
+        let templates = [
+            ("driver_pod_template", &self.driver_pod_template),
+            ("executor_pod_template", &self.executor_pod_template),
+        ];
+        for (field, path) in templates {
+            let Some(path) = path else { continue };
+            let in_config = |e: Failure| {
+                Failure::config(format!(
+                    "config file {}: [spark] {field}: {}",
+                    origin.display(),
+                    e.message
+                ))
+            };
+            let mode = fs::root_file(path, "Spark pod template").map_err(in_config)?;
+            if mode & 0o004 == 0 {
+                return Err(in_config(Failure::config(format!(
+                    "Spark pod template {} is not readable by others (mode {mode:04o}), and \
+                     spark-submit reads it as the end user: `chmod a+r {}`",
+                    path.display(),
+                    path.display()
+                ))));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +329,38 @@ fn default_runtime_dir() -> PathBuf {
 }
 fn default_secure_path() -> String {
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+}
+
+fn default_forced_spark() -> BTreeMap<String, String> {
+    BTreeMap::from([("spark.authenticate".into(), "true".into())])
+}
+
+/// [spark] force, refusing at once (so the error has a line and column) a
+/// setting kubesu must own.
+fn forced_spark<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let force = BTreeMap::<String, String>::deserialize(d)?;
+    for (key, value) in &force {
+        if let Some(why) = spark::refuse_forced(key, value) {
+            return Err(serde::de::Error::custom(why));
+        }
+    }
+    Ok(force)
+}
+
+fn pod_template<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    if !path.is_absolute() {
+        return Err(serde::de::Error::custom(format!(
+            "Spark pod template {} is not an absolute path; write the template's full path, \
+             such as \"/etc/kubesu/spark-driver-template.yaml\"",
+            path.display()
+        )));
+    }
+    Ok(Some(path))
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
@@ -469,7 +586,9 @@ pub fn load(path: &Path) -> Result<Config> {
     file.read_to_string(&mut text).or_fail(Code::Config, || {
         format!("cannot read config file {}", path.display())
     })?;
-    Config::parse(&text, path)
+    let config = Config::parse(&text, path)?;
+    config.spark.check_pod_templates(path)?;
+    Ok(config)
 }
 
 #[cfg(test)]
