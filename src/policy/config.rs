@@ -689,6 +689,109 @@ mod tests {
         assert!(Config::parse(&text, Path::new("c.toml")).is_err());
     }
 
+    /// The example with its [spark] settings other than deny_conf replaced.
+    fn with_spark(lines: &str) -> Result<Config> {
+        let replaced = [
+            "force =",
+            "driver_pod_template =",
+            "executor_pod_template =",
+        ];
+        let text: String = EXAMPLE
+            .lines()
+            .filter(|l| !replaced.iter().any(|key| l.starts_with(key)))
+            .map(|l| match l {
+                "[spark]" => format!("{l}\n{lines}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        Config::parse(&text, Path::new("c.toml"))
+    }
+
+    #[test]
+    fn forced_spark_settings_default_to_authentication_and_are_otherwise_as_written() {
+        let absent = with_spark("").expect("valid");
+        assert_eq!(
+            absent.spark.force,
+            BTreeMap::from([("spark.authenticate".to_string(), "true".to_string())])
+        );
+        let written = with_spark(
+            "force = { \"spark.io.encryption.enabled\" = \"true\" }\n\
+             driver_pod_template = \"/etc/kubesu/d.yaml\"",
+        )
+        .expect("valid");
+        assert_eq!(
+            written.spark.force,
+            BTreeMap::from([(
+                "spark.io.encryption.enabled".to_string(),
+                "true".to_string()
+            )])
+        );
+        let keys: Vec<String> = written
+            .spark
+            .forced_settings()
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(
+            keys,
+            ["spark.io.encryption.enabled", spark::DRIVER_POD_TEMPLATE]
+        );
+    }
+
+    #[test]
+    fn forcing_what_kubesu_sets_is_refused_with_line_column_and_what_to_write() {
+        for (force, says) in [
+            (
+                "force = { \"spark.master\" = \"local\" }",
+                "remove it from [spark] force",
+            ),
+            (
+                "force = { \"spark.kubernetes.driver.label.kubesu.io/run\" = \"x\" }",
+                "label domain",
+            ),
+            (
+                "force = { \"spark.kubernetes.driver.podTemplateFile\" = \"/t.yaml\" }",
+                "set [spark] driver_pod_template = ",
+            ),
+            (
+                "driver_pod_template = \"templates/driver.yaml\"",
+                "not an absolute path",
+            ),
+        ] {
+            let err = with_spark(force).unwrap_err();
+            assert_eq!(err.code, Code::Config, "{force}");
+            for part in ["config file c.toml", "line", "column", says] {
+                assert!(
+                    err.message.contains(part),
+                    "{force}: {part}: {}",
+                    err.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pod_templates_that_others_could_change_are_refused() {
+        // Below /tmp, which anyone can write; and a missing file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("driver.yaml");
+        std::fs::write(&file, "kind: Pod\n").expect("write");
+        for path in [file, PathBuf::from("/nonexistent/kubesu/driver.yaml")] {
+            let spark = Spark {
+                driver_pod_template: Some(path.clone()),
+                ..Spark::default()
+            };
+            let err = spark.check_pod_templates(Path::new("c.toml")).unwrap_err();
+            assert_eq!(err.code, Code::Config);
+            assert!(
+                err.message
+                    .starts_with("config file c.toml: [spark] driver_pod_template: "),
+                "{}",
+                err.message
+            );
+        }
+    }
+
     #[test]
     fn a_world_writable_directory_above_is_refused() {
         // /tmp is world-writable (sticky): a config below it is never trusted.
