@@ -79,12 +79,7 @@ const FORBIDDEN_KEYS: &[&str] = &[
 
 /// Options that set a forbidden key by themselves. (`--properties-file` is
 /// not one: its settings are checked in turn, see below.)
-const FORBIDDEN_OPTIONS: &[&str] = &[
-    "--master",
-    "--proxy-user",
-    "--kill",
-    "--status",
-];
+const FORBIDDEN_OPTIONS: &[&str] = &["--master", "--proxy-user", "--kill", "--status"];
 
 /// Settings users may pass.
 const HARMLESS_CONFS: &[&str] = &[

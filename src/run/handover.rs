@@ -420,6 +420,34 @@ mod tests {
 
     #[test]
     #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
+    fn hands_over_spark_properties_the_user_can_read_but_not_change() {
+        crate::sys::require_root();
+        let (_tmp, rt) = runtime();
+        let copy = b"spark.app.name=x\n";
+        let h = hand_over(
+            &rt,
+            Uid::from_raw(USER),
+            Gid::from_raw(GROUP),
+            &creds(),
+            Some(copy),
+        )
+        .unwrap();
+        let path = h.spark_properties.expect("a properties copy");
+        assert_eq!(path, planned(&rt, &run(), true).spark_properties.unwrap());
+        assert_eq!(fs::read(&path).unwrap(), copy);
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, GROUP, 0o440)
+        );
+        assert!(give(&rt).is_err(), "the run directory is not reused");
+        remove(&rt, &run()).unwrap();
+        assert!(fs::symlink_metadata(&h.dir).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn refuses_an_existing_run_directory() {
         crate::sys::require_root();
         let (_tmp, rt) = runtime();

@@ -356,3 +356,52 @@ fn step(what: &str, result: nix::Result<()>) -> std::result::Result<(), Errno> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// nobody: may read what others may read, nothing more.
+    const NOBODY: u32 = 65534;
+
+    fn read(path: &Path, limit: usize) -> std::result::Result<Vec<u8>, String> {
+        let reader = Reader {
+            uid: Uid::from_raw(NOBODY),
+            gid: Gid::from_raw(NOBODY),
+            groups: &[],
+            directories: &[PathBuf::from("/")],
+        };
+        read_as(&reader, path, limit, Duration::from_secs(10))
+    }
+
+    #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
+    fn reads_only_what_the_user_may_read() {
+        crate::sys::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = dir.path().join("open");
+        std::fs::write(&open, b"a=1\n").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read(&open, 100).unwrap(), b"a=1\n");
+
+        let closed = dir.path().join("closed");
+        std::fs::write(&closed, b"secret").unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read(&closed, 100).unwrap_err(), "Permission denied");
+
+        assert_eq!(read(&open, 3).unwrap_err(), "it is larger than 3 bytes");
+        assert_eq!(
+            read(dir.path(), 100).unwrap_err(),
+            "it is not a regular file"
+        );
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o666)).unwrap();
+        assert_eq!(read(&fifo, 100).unwrap_err(), "it is not a regular file");
+        assert_eq!(
+            read(&dir.path().join("missing"), 100).unwrap_err(),
+            "No such file or directory"
+        );
+    }
+}
