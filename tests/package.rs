@@ -72,10 +72,16 @@ fn the_package_installs_the_manual_completions_and_examples() {
         "man -w 5 kubesu.toml {dpkg_excludes}"
     );
     let conffiles = run("dpkg-query", &["-W", "-f", "${Conffiles}", "kubesu"]);
-    assert!(
-        conffiles.contains("/etc/kubesu/config.toml"),
-        "the config is not a conffile: {conffiles}"
-    );
+    for conffile in [
+        "/etc/kubesu/config.toml",
+        "/etc/kubesu/spark-driver-template.yaml",
+        "/etc/kubesu/spark-executor-template.yaml",
+    ] {
+        assert!(
+            conffiles.contains(conffile),
+            "{conffile} is not a conffile: {conffiles}"
+        );
+    }
     let files = run("dpkg", &["-L", "kubesu"]);
     for path in [
         "/usr/share/bash-completion/completions/kubesu",

@@ -77,14 +77,9 @@ const FORBIDDEN_KEYS: &[&str] = &[
     "spark.kubernetes.driver.label.Kubesu.Io/x",
 ];
 
-/// Options that set a forbidden key by themselves.
-const FORBIDDEN_OPTIONS: &[&str] = &[
-    "--master",
-    "--proxy-user",
-    "--properties-file",
-    "--kill",
-    "--status",
-];
+/// Options that set a forbidden key by themselves. (`--properties-file` is
+/// not one: its settings are checked in turn, see below.)
+const FORBIDDEN_OPTIONS: &[&str] = &["--master", "--proxy-user", "--kill", "--status"];
 
 /// Settings users may pass.
 const HARMLESS_CONFS: &[&str] = &[
@@ -234,7 +229,7 @@ proptest! {
         args in vec(any_argument(), 0..12)
     ) {
         // A panic fails the test with the shrunk arguments.
-        if let Err(failure) = spark::refuse_overrides(&args, &denied()) {
+        if let Err(failure) = spark::refuse_overrides(&args, &spark::Rules::denying(&denied())) {
             prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
             prop_assert!(
                 failure.message.starts_with("spark-submit argument \""),
@@ -269,7 +264,7 @@ proptest! {
             sane.push("app.py".into());
         }
         prop_assert!(
-            spark::refuse_overrides(&os(&sane), &[]).is_ok(),
+            spark::refuse_overrides(&os(&sane), &spark::Rules::default()).is_ok(),
             "the generator made a refused prefix: {:?}",
             sane
         );
@@ -279,8 +274,8 @@ proptest! {
             args.push("app.py".into());
             args.push(argument);
         }
-        match spark::refuse_overrides(&os(&args), &[]) {
-            Ok(()) => prop_assert!(false, "{:?} was allowed in {:?}", forbidden, args),
+        match spark::refuse_overrides(&os(&args), &spark::Rules::default()) {
+            Ok(_) => prop_assert!(false, "{:?} was allowed in {:?}", forbidden, args),
             Err(failure) => prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message),
         }
     }
@@ -303,7 +298,7 @@ proptest! {
             2 => vec!["-c".into(), pair],
             _ => vec!["--driver-java-options".into(), format!("-D{key}=v")],
         };
-        prop_assert!(spark::refuse_overrides(&os(&args), &denied()).is_err(), "{:?} was allowed", args);
+        prop_assert!(spark::refuse_overrides(&os(&args), &spark::Rules::denying(&denied())).is_err(), "{:?} was allowed", args);
     }
 
     #[test]
@@ -316,7 +311,7 @@ proptest! {
         args.extend(os(&["--class".into(), "com.example.Main".into()]));
         args.push("app.jar".into());
         args.extend(after);
-        if let Err(failure) = spark::refuse_overrides(&args, &[]) {
+        if let Err(failure) = spark::refuse_overrides(&args, &spark::Rules::default()) {
             prop_assert!(false, "{:?} was refused: {}", args, failure.message);
         }
     }
@@ -344,8 +339,128 @@ fn an_inline_option_value_does_not_hide_the_next_argument() {
             args.extend(hidden.iter().map(|s| s.to_string()));
             args.push("app.py".into());
             assert!(
-                spark::refuse_overrides(&os(&args), &[]).is_err(),
+                spark::refuse_overrides(&os(&args), &spark::Rules::default()).is_err(),
                 "{args:?} was allowed: the argument after {inline} was not checked"
+            );
+        }
+    }
+}
+
+// --- spark-submit's properties files ---------------------------------------
+
+/// Text rich in what Java's properties syntax gives meaning to.
+fn properties_text(max: usize) -> impl Strategy<Value = String> {
+    const CHARS: &[char] = &[
+        'a',
+        'k',
+        'u',
+        '0',
+        'F',
+        '.',
+        '=',
+        ':',
+        ' ',
+        '\t',
+        '\x0c',
+        '\n',
+        '\r',
+        '\\',
+        '#',
+        '!',
+        'é',
+        '\u{1F600}',
+        '\u{feff}',
+        '\u{0}',
+    ];
+    vec(select(CHARS), 0..=max).prop_map(String::from_iter)
+}
+
+fn any_text(max: usize) -> impl Strategy<Value = String> {
+    prop_oneof![
+        properties_text(max),
+        vec(any::<char>(), 0..=max).prop_map(String::from_iter),
+    ]
+}
+
+fn properties_file_argument() -> spark::PropertiesFile {
+    spark::refuse_overrides(
+        &[OsString::from("--properties-file"), OsString::from("f")],
+        &spark::Rules::default(),
+    )
+    .ok()
+    .flatten()
+    .expect("--properties-file f is found")
+}
+
+proptest! {
+    #![proptest_config(cases(2_000))]
+
+    #[test]
+    fn the_properties_parser_never_panics(
+        text in properties_text(80),
+        bytes in vec(any::<u8>(), 0..80),
+    ) {
+        for input in [text.as_bytes(), &bytes] {
+            match spark::properties::parse(input) {
+                Ok(settings) => {
+                    for setting in settings {
+                        prop_assert!(setting.line >= 1);
+                    }
+                }
+                Err(malformed) => prop_assert!(malformed.line >= 1),
+            }
+        }
+    }
+
+    #[test]
+    fn a_serialized_properties_file_reads_back_as_the_same_settings(
+        settings in prop::collection::btree_map(any_text(12), any_text(16), 0..8)
+    ) {
+        let bytes = spark::properties::serialize(
+            "heading \n# with\r\u{2028} line ends",
+            settings.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        prop_assert!(bytes.is_ascii());
+        let parsed = spark::properties::parse(&bytes).expect("kubesu's own output parses");
+        let back: std::collections::BTreeMap<String, String> =
+            parsed.into_iter().map(|p| (p.key, p.value)).collect();
+        prop_assert_eq!(back, settings);
+    }
+
+    #[test]
+    fn a_properties_file_with_a_forbidden_key_is_refused_however_it_is_written(
+        before in prop::collection::btree_map("[a-z.]{1,12}", any_text(8), 0..4),
+        forbidden in select(FORBIDDEN_KEYS),
+        padding in select(PADDING),
+        value in any_text(8),
+    ) {
+        let key = format!("{padding}{forbidden}");
+        let bytes = spark::properties::serialize(
+            "",
+            before
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([(key.as_str(), value.as_str())]),
+        );
+        match spark::check_properties(&properties_file_argument(), &bytes, &spark::Rules::default()) {
+            Ok(_) => prop_assert!(false, "{:?} was allowed", String::from_utf8_lossy(&bytes)),
+            Err(failure) => prop_assert_eq!(failure.code, Code::DataErr, "{}", failure.message),
+        }
+    }
+
+    #[test]
+    fn the_checked_copy_holds_what_the_file_holds(text in properties_text(120)) {
+        if let Ok(settings) = spark::properties::parse(text.as_bytes())
+            && let Ok(checked) = spark::check_properties(
+                &properties_file_argument(),
+                text.as_bytes(),
+                &spark::Rules::default(),
+            )
+        {
+            let copy = spark::properties::parse(&checked.copy).expect("the copy parses");
+            prop_assert_eq!(
+                spark::properties::as_map(&copy),
+                spark::properties::as_map(&settings)
             );
         }
     }

@@ -713,7 +713,6 @@ async fn forbidden_spark_settings_are_refused_through_sudo() {
             "spark.driver.extraJavaOptions=-Dspark.kubernetes.namespace=default",
             "app.py",
         ],
-        &["--properties-file", "/etc/kubesu/kubeconfig", "app.py"],
         &["--proxy-user=root", "app.py"],
         &[
             "--class",
@@ -733,6 +732,78 @@ async fn forbidden_spark_settings_are_refused_through_sudo() {
         command.extend_from_slice(args);
         let out = sudo_run(FRANK, &command);
         assert_refused(&out, 65, "spark-submit argument", &format!("{args:?}"));
+    }
+    assert_nothing_left(FRANK).await;
+}
+
+/// A file of `owner` with mode `mode` in a fresh directory anyone can
+/// enter (only the file's own mode decides who reads it).
+fn properties_file(dir: &Path, name: &str, text: &str, owner: u32, mode: u32) -> String {
+    let path = dir.join(name);
+    write_file(&path, text, mode);
+    std::os::unix::fs::chown(&path, Some(owner), None).expect("chown");
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn a_properties_file_is_read_as_the_user_and_refused_whole_if_one_setting_is() {
+    install();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let frank = frank_uid();
+    let harmless = "spark.app.name=fine\n";
+    // Root could read these; frank cannot, so kubesu does not read them for
+    // him: the user's rights decide, never root's.
+    let root_only = properties_file(dir.path(), "root-only.conf", harmless, 0, 0o600);
+    for path in [root_only.as_str(), "/etc/kubesu/kubeconfig"] {
+        let out = sudo_run(FRANK, &[SPARK_SUBMIT, "--properties-file", path, "app.py"]);
+        assert_refused(&out, 65, "cannot be read as user frank", path);
+        assert!(
+            stderr(&out).contains("Permission denied"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = sudo_run(
+        FRANK,
+        &[
+            SPARK_SUBMIT,
+            "--properties-file",
+            &dir.path().to_string_lossy(),
+            "app.py",
+        ],
+    );
+    assert_refused(&out, 65, "not a regular file", "a directory");
+
+    // One refused setting among harmless ones refuses the whole file,
+    // naming the line, in whichever syntax Java would read it.
+    for (text, says) in [
+        (
+            "spark.app.name=x\nspark.kubernetes.namespace=kube-system\n",
+            "line 2 sets \"spark.kubernetes.namespace\"",
+        ),
+        (
+            "# hidden?\nspark.mas\\\n   ter : local\n",
+            "line 2 sets \"spark.master\"",
+        ),
+        (
+            "spark.app.name=x\r\nspark.authenticate false\r\n",
+            "the administrator forces it",
+        ),
+        (
+            "spark.driver.extraJavaOptions=-Dspark.kubernetes.namespace=default",
+            "line 1 sets \"spark.driver.extraJavaOptions\"",
+        ),
+    ] {
+        let path = properties_file(dir.path(), "refused.conf", text, frank, 0o600);
+        let out = sudo_run(FRANK, &[SPARK_SUBMIT, "--properties-file", &path, "app.py"]);
+        assert_refused(&out, 65, says, text);
+        assert!(
+            stderr(&out).contains(&format!("properties file \"{path}\" is refused")),
+            "{}",
+            stderr(&out)
+        );
+        std::fs::remove_file(&path).expect("remove");
     }
     assert_nothing_left(FRANK).await;
 }

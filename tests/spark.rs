@@ -328,6 +328,81 @@ async fn driver_pod_during_run(admin: &Client, user: &str, app: &str) -> (Pod, s
 
 // --- the tests ------------------------------------------------------------
 
+/// `spark-submit --verbose --version` parses its options and properties and
+/// prints them, then stops: what Spark read, without a submission.
+#[tokio::test]
+async fn a_properties_file_reaches_spark_as_the_checked_copy_kubesu_wrote() {
+    require_pyspark();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = dir.path().join("job.conf");
+    // Java's syntax: an escape, a separator with blanks, a continued line.
+    std::fs::write(
+        &file,
+        "# the job's settings\nspark.app.name = my\\u0041pp\n\
+         spark.executor.extraJavaOptions=-Da=b \\\n   -Dc=d\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (alice, _) = ids_of("alice");
+    std::os::unix::fs::chown(&file, Some(alice), None).expect("chown");
+    let file = file.to_string_lossy().into_owned();
+
+    let output = start(
+        "spark-submit --verbose --version with a properties file",
+        &[
+            "run",
+            "--user",
+            "alice",
+            "--json",
+            "--",
+            SPARK_SUBMIT,
+            "--verbose",
+            "--properties-file",
+            &file,
+            "--version",
+        ],
+    )
+    .finish(SUBMIT_LIMIT)
+    .await;
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        describe("spark-submit --version", &output)
+    );
+    let record = run_record(&output);
+    let copy = format!(
+        "/run/kubesu/{}/spark.properties",
+        record_str(&record, "run")
+    );
+    let printed = format!("{}{}", stdout(&output), stderr(&output));
+    for expected in [
+        format!("the properties file {copy}:"),
+        "(spark.app.name,myApp)".to_string(),
+        "(spark.executor.extraJavaOptions,-Da=b -Dc=d)".to_string(),
+        // Forced by the config, beside the file's settings.
+        "(spark.authenticate,true)".to_string(),
+        "(spark.kubernetes.driver.podTemplateFile,/etc/kubesu/spark-driver-template.yaml)"
+            .to_string(),
+    ] {
+        assert!(
+            printed.contains(&expected),
+            "spark-submit did not print {expected:?}: {printed}"
+        );
+    }
+    let argv: Vec<&str> = record["argv"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(argv.contains(&copy.as_str()), "{record}");
+    assert!(!argv.contains(&file.as_str()), "{record}");
+    assert!(
+        !Path::new(&copy).exists(),
+        "the copy outlived its run: {copy}"
+    );
+}
+
 #[tokio::test]
 async fn cluster_mode_driver_pod_is_in_the_users_namespace_as_the_runs_service_account() {
     require_pyspark();

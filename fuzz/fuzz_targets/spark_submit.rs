@@ -17,8 +17,8 @@ fuzz_target!(|data: &[u8]| {
         .map(|arg| OsString::from_vec(arg.to_vec()))
         .collect();
     let denied = ["spark.kubernetes.driver.podTemplateFile".to_string()];
-    match spark::refuse_overrides(&args, &denied) {
-        Ok(()) => {
+    match spark::refuse_overrides(&args, &spark::Rules::denying(&denied)) {
+        Ok(_) => {
             // The first argument is an option spark-submit reads: it must
             // not be one that sets the master.
             if let Some(first) = args.first().and_then(|a| a.to_str()) {

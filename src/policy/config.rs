@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::failure::{Code, Context, Failure, Result};
-use crate::policy::environment;
 use crate::policy::naming::Policy;
 use crate::policy::tenancy::{self, Limits, Objects, PodSecurity, Resources};
+use crate::policy::{environment, spark};
 use crate::sys::fs::{self, check_root_owned, check_trusted_path};
 
 #[derive(Debug, Deserialize)]
@@ -161,12 +161,97 @@ pub struct Command {
     pub env: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spark {
     /// Extra Spark settings users may not set; "prefix.*" for a prefix.
     #[serde(default)]
     pub deny_conf: Vec<String>,
+    /// Settings passed on every spark-submit, after kubesu's own, which
+    /// users may not set. Absent: spark.authenticate = "true"; present:
+    /// exactly what it says.
+    #[serde(default = "default_forced_spark", deserialize_with = "forced_spark")]
+    pub force: BTreeMap<String, String>,
+    /// Pod templates for every driver and executor: absolute paths of
+    /// root-owned files (checked by `load`).
+    #[serde(default, deserialize_with = "pod_template")]
+    pub driver_pod_template: Option<PathBuf>,
+    #[serde(default, deserialize_with = "pod_template")]
+    pub executor_pod_template: Option<PathBuf>,
+}
+
+impl Default for Spark {
+    fn default() -> Self {
+        Self {
+            deny_conf: Vec::new(),
+            force: default_forced_spark(),
+            driver_pod_template: None,
+            executor_pod_template: None,
+        }
+    }
+}
+
+impl Spark {
+    /// What the administrator forces on every spark-submit: [spark] force,
+    /// then the pod templates.
+    pub fn forced_settings(&self) -> Vec<spark::AdminSetting> {
+        let force = self.force.iter().map(|(key, value)| spark::AdminSetting {
+            key: key.clone(),
+            value: value.into(),
+            source: "[spark] force",
+        });
+        let templates = [
+            (
+                spark::DRIVER_POD_TEMPLATE,
+                &self.driver_pod_template,
+                "[spark] driver_pod_template",
+            ),
+            (
+                spark::EXECUTOR_POD_TEMPLATE,
+                &self.executor_pod_template,
+                "[spark] executor_pod_template",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, path, source)| {
+            path.as_ref().map(|path| spark::AdminSetting {
+                key: key.into(),
+                value: path.into(),
+                source,
+            })
+        });
+        force.chain(templates).collect()
+    }
+
+    /// The pod templates are read by spark-submit as the user and shape
+    /// every pod: root-owned regular files, in directories only root can
+    /// write, that users can read.
+    fn check_pod_templates(&self, origin: &Path) -> Result<()> {
+        let templates = [
+            ("driver_pod_template", &self.driver_pod_template),
+            ("executor_pod_template", &self.executor_pod_template),
+        ];
+        for (field, path) in templates {
+            let Some(path) = path else { continue };
+            let in_config = |e: Failure| {
+                Failure::config(format!(
+                    "config file {}: [spark] {field}: {}",
+                    origin.display(),
+                    e.message
+                ))
+            };
+            let mode = fs::root_file(path, "Spark pod template").map_err(in_config)?;
+            if mode & 0o004 == 0 {
+                return Err(in_config(Failure::config(format!(
+                    "Spark pod template {} is not readable by others (mode {mode:04o}), and \
+                     spark-submit reads it as the end user: `chmod a+r {}`",
+                    path.display(),
+                    path.display()
+                ))));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +353,38 @@ fn default_runtime_dir() -> PathBuf {
 }
 fn default_secure_path() -> String {
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+}
+
+fn default_forced_spark() -> BTreeMap<String, String> {
+    BTreeMap::from([("spark.authenticate".into(), "true".into())])
+}
+
+/// [spark] force, refusing at once (so the error has a line and column) a
+/// setting kubesu must own.
+fn forced_spark<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, String>, D::Error> {
+    let force = BTreeMap::<String, String>::deserialize(d)?;
+    for (key, value) in &force {
+        if let Some(why) = spark::refuse_forced(key, value) {
+            return Err(serde::de::Error::custom(why));
+        }
+    }
+    Ok(force)
+}
+
+fn pod_template<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    if !path.is_absolute() {
+        return Err(serde::de::Error::custom(format!(
+            "Spark pod template {} is not an absolute path; write the template's full path, \
+             such as \"/etc/kubesu/spark-driver-template.yaml\"",
+            path.display()
+        )));
+    }
+    Ok(Some(path))
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
@@ -501,7 +618,9 @@ pub fn load(path: &Path) -> Result<Config> {
     file.read_to_string(&mut text).or_fail(Code::Config, || {
         format!("cannot read config file {}", path.display())
     })?;
-    Config::parse(&text, path)
+    let config = Config::parse(&text, path)?;
+    config.spark.check_pod_templates(path)?;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -600,6 +719,109 @@ mod tests {
     fn too_short_token_ttl_is_refused() {
         let text = EXAMPLE.replace("token_ttl = \"1h\"", "token_ttl = \"5m\"");
         assert!(Config::parse(&text, Path::new("c.toml")).is_err());
+    }
+
+    /// The example with its [spark] settings other than deny_conf replaced.
+    fn with_spark(lines: &str) -> Result<Config> {
+        let replaced = [
+            "force =",
+            "driver_pod_template =",
+            "executor_pod_template =",
+        ];
+        let text: String = EXAMPLE
+            .lines()
+            .filter(|l| !replaced.iter().any(|key| l.starts_with(key)))
+            .map(|l| match l {
+                "[spark]" => format!("{l}\n{lines}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        Config::parse(&text, Path::new("c.toml"))
+    }
+
+    #[test]
+    fn forced_spark_settings_default_to_authentication_and_are_otherwise_as_written() {
+        let absent = with_spark("").expect("valid");
+        assert_eq!(
+            absent.spark.force,
+            BTreeMap::from([("spark.authenticate".to_string(), "true".to_string())])
+        );
+        let written = with_spark(
+            "force = { \"spark.io.encryption.enabled\" = \"true\" }\n\
+             driver_pod_template = \"/etc/kubesu/d.yaml\"",
+        )
+        .expect("valid");
+        assert_eq!(
+            written.spark.force,
+            BTreeMap::from([(
+                "spark.io.encryption.enabled".to_string(),
+                "true".to_string()
+            )])
+        );
+        let keys: Vec<String> = written
+            .spark
+            .forced_settings()
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(
+            keys,
+            ["spark.io.encryption.enabled", spark::DRIVER_POD_TEMPLATE]
+        );
+    }
+
+    #[test]
+    fn forcing_what_kubesu_sets_is_refused_with_line_column_and_what_to_write() {
+        for (force, says) in [
+            (
+                "force = { \"spark.master\" = \"local\" }",
+                "remove it from [spark] force",
+            ),
+            (
+                "force = { \"spark.kubernetes.driver.label.kubesu.io/run\" = \"x\" }",
+                "label domain",
+            ),
+            (
+                "force = { \"spark.kubernetes.driver.podTemplateFile\" = \"/t.yaml\" }",
+                "set [spark] driver_pod_template = ",
+            ),
+            (
+                "driver_pod_template = \"templates/driver.yaml\"",
+                "not an absolute path",
+            ),
+        ] {
+            let err = with_spark(force).unwrap_err();
+            assert_eq!(err.code, Code::Config, "{force}");
+            for part in ["config file c.toml", "line", "column", says] {
+                assert!(
+                    err.message.contains(part),
+                    "{force}: {part}: {}",
+                    err.message
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pod_templates_that_others_could_change_are_refused() {
+        // Below /tmp, which anyone can write; and a missing file.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("driver.yaml");
+        std::fs::write(&file, "kind: Pod\n").expect("write");
+        for path in [file, PathBuf::from("/nonexistent/kubesu/driver.yaml")] {
+            let spark = Spark {
+                driver_pod_template: Some(path.clone()),
+                ..Spark::default()
+            };
+            let err = spark.check_pod_templates(Path::new("c.toml")).unwrap_err();
+            assert_eq!(err.code, Code::Config);
+            assert!(
+                err.message
+                    .starts_with("config file c.toml: [spark] driver_pod_template: "),
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[test]

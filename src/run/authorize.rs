@@ -1,6 +1,8 @@
-//! Phase 1: who called, for whom, and which command. Everything here is
-//! decided from the config file and the system's user database, never from
-//! anything the caller can choose beyond the names it asks for.
+//! Phase 1: who called, for whom, which command, and whether its arguments
+//! may pass. Everything here is decided from the config file and the
+//! system's user database, never from anything the caller can choose beyond
+//! the names it asks for; a properties file the caller names for
+//! spark-submit is read with the end user's rights only.
 
 use std::borrow::Cow;
 use std::ffi::OsString;
@@ -11,8 +13,14 @@ use std::time::Duration;
 use crate::failure::{Failure, Result};
 use crate::policy::config::{self, Config};
 use crate::policy::naming::check_account_name;
+use crate::policy::spark::{self, CheckedProperties};
 use crate::sys::Invoker;
 use crate::sys::account::{self, Account};
+use crate::sys::privdrop::{self, Reader};
+
+/// How long reading a user's properties file may take (a local file takes
+/// milliseconds; a hung file system must not hang the platform).
+const PROPERTIES_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who asked kubesu to act.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -53,6 +61,8 @@ pub struct Authorized<'c> {
     /// Its [[command]] rule; for a root's shell outside the list, an empty one.
     pub rule: Cow<'c, config::Command>,
     pub args: Vec<OsString>,
+    /// A spark-submit's properties file, checked, to hand over as a copy.
+    pub spark_properties: Option<CheckedProperties>,
     pub interactive: bool,
 }
 
@@ -97,6 +107,11 @@ pub fn authorize<'c>(
             (program, rule, Vec::new())
         }
     };
+    let spark_properties = if rule.spark_submit {
+        check_spark_arguments(config, &user, &args)?
+    } else {
+        None
+    };
     Ok(Authorized {
         caller,
         user,
@@ -105,8 +120,53 @@ pub fn authorize<'c>(
         program,
         rule,
         args,
+        spark_properties,
         interactive: matches!(request.program, Program::Shell(_)),
     })
+}
+
+/// Refuse spark-submit arguments that would change what kubesu or the
+/// administrator forces, and check the settings of the properties file
+/// they name, read as the user: what the user cannot read, kubesu does not
+/// read for them.
+fn check_spark_arguments(
+    config: &Config,
+    user: &Account,
+    args: &[OsString],
+) -> Result<Option<CheckedProperties>> {
+    let forced = config.spark.forced_settings();
+    let rules = spark::Rules {
+        forced: &forced,
+        denied: &config.spark.deny_conf,
+    };
+    let Some(file) = spark::refuse_overrides(args, &rules)? else {
+        return Ok(None);
+    };
+    let reader = Reader {
+        uid: user.uid,
+        gid: user.gid,
+        groups: &user.groups,
+        directories: &privdrop::working_directories(&user.home),
+    };
+    let path = Path::new(&file.path);
+    let bytes = privdrop::read_as(
+        &reader,
+        path,
+        spark::MAX_PROPERTIES_BYTES,
+        PROPERTIES_READ_TIMEOUT,
+    )
+    .map_err(|why| {
+        Failure::data(format!(
+            "spark-submit properties file {} cannot be read as user {} (uid {}): {why}; \
+             give a regular file of at most {} bytes that {} can read",
+            path.display(),
+            user.name,
+            user.uid,
+            spark::MAX_PROPERTIES_BYTES,
+            user.name
+        ))
+    })?;
+    spark::check_properties(&file, &bytes, &rules).map(Some)
 }
 
 /// A shell must be a login shell of this host (/etc/shells, as chsh

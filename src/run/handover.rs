@@ -1,5 +1,7 @@
 //! The per-run credential directory `<runtime>/<run id>/`: a kubeconfig, the
-//! token and the CA, readable only by the end user.
+//! token and the CA, readable only by the end user; and for a spark-submit
+//! given a properties file, kubesu's checked copy of it, which the user can
+//! read but not write.
 //!
 //! The end user owns their run directory once it is handed over and may be
 //! hostile, so everything below the runtime directory is reached through
@@ -25,11 +27,15 @@ use crate::sys::fs::{create_new_at, is_dir, mode, open_dir_at, remove_tree_at};
 const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_FILE: &str = "token";
 const CA_FILE: &str = "ca.crt";
+const SPARK_PROPERTIES_FILE: &str = "spark.properties";
 /// Name of the cluster and the context in the kubeconfig.
 const KUBECONFIG_NAME: &str = "kubesu";
 
 const RUN_DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
+/// Root's, readable by the user's group (only the user can enter the run
+/// directory): the user reads it and cannot change it in place.
+const READ_ONLY_MODE: u32 = 0o440;
 
 /// What the user gets: the API server, its CA, the run's token, and who the
 /// run is (its namespace, its ServiceAccount; its id names the directory).
@@ -47,30 +53,41 @@ pub struct Handover {
     pub kubeconfig: PathBuf,
     pub token: PathBuf,
     pub ca: PathBuf,
+    /// The checked copy of a spark-submit's properties file, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spark_properties: Option<PathBuf>,
 }
 
 /// Where a run's files will be, before anything exists (for the plan and
 /// the forced Spark arguments).
-pub fn planned(runtime: &Path, run: &RunId) -> Handover {
+pub fn planned(runtime: &Path, run: &RunId, spark_properties: bool) -> Handover {
     let dir = runtime.join(run.as_str());
     Handover {
         kubeconfig: dir.join(KUBECONFIG_FILE),
         token: dir.join(TOKEN_FILE),
         ca: dir.join(CA_FILE),
+        spark_properties: spark_properties.then(|| dir.join(SPARK_PROPERTIES_FILE)),
         dir,
     }
 }
 
-/// Create `<runtime>/<run id>` and the three files for the user.
+/// Create `<runtime>/<run id>` and the three files for the user, and the
+/// checked copy of a spark-submit's properties file if there is one.
 ///
 /// The directory and files are created by root with exclusive creation and
 /// handed to `uid:gid` last, so the user can never swap anything while root
 /// writes; an existing run directory is refused, never reused. On failure,
 /// whatever this call created is removed again.
-pub fn hand_over(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<Handover> {
+pub fn hand_over(
+    runtime: &Path,
+    uid: Uid,
+    gid: Gid,
+    creds: &Credentials,
+    spark_properties: Option<&[u8]>,
+) -> Result<Handover> {
     let run = &creds.identity.run;
     runtime_dir::require_absolute(runtime)?;
-    let handover = planned(runtime, run);
+    let handover = planned(runtime, run, spark_properties.is_some());
     check_token(creds.token, uid)?;
     let kubeconfig = kubeconfig(&handover, creds)?;
 
@@ -89,12 +106,25 @@ pub fn hand_over(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Res
         ))
     })?;
 
-    let files: [(&str, &Path, &[u8]); 3] = [
-        (CA_FILE, &handover.ca, creds.ca_pem),
+    let mut files: Vec<(&str, &Path, &[u8], Access)> = vec![
+        (CA_FILE, &handover.ca, creds.ca_pem, Access::User),
         // Spark sends the token verbatim as an HTTP header: no newline.
-        (TOKEN_FILE, &handover.token, creds.token.as_bytes()),
-        (KUBECONFIG_FILE, &handover.kubeconfig, &kubeconfig),
+        (
+            TOKEN_FILE,
+            &handover.token,
+            creds.token.as_bytes(),
+            Access::User,
+        ),
+        (
+            KUBECONFIG_FILE,
+            &handover.kubeconfig,
+            &kubeconfig,
+            Access::User,
+        ),
     ];
+    if let (Some(path), Some(contents)) = (&handover.spark_properties, spark_properties) {
+        files.push((SPARK_PROPERTIES_FILE, path, contents, Access::ReadOnly));
+    }
     match fill(&runtime_fd, run, &handover.dir, &files, uid, gid) {
         Ok(()) => Ok(handover),
         Err(mut failure) => {
@@ -116,7 +146,7 @@ pub fn hand_over(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Res
 /// never followed. Readers see the old file or the new one, never half.
 pub fn refresh(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
     let run = &creds.identity.run;
-    let handover = planned(runtime, run);
+    let handover = planned(runtime, run, false);
     check_token(creds.token, uid)?;
     let kubeconfig = kubeconfig(&handover, creds)?;
     let failure = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
@@ -226,13 +256,22 @@ fn kubeconfig(handover: &Handover, creds: &Credentials) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Who may do what with a handed-over file.
+#[derive(Clone, Copy)]
+enum Access {
+    /// The user's own (the credentials, which kubesu renews by replacing them).
+    User,
+    /// Root's, readable by the user (`READ_ONLY_MODE`).
+    ReadOnly,
+}
+
 /// Write the files into the freshly made run directory, then give it all to
 /// the user, directory last.
 fn fill(
     runtime_fd: &OwnedFd,
     run: &RunId,
     dir: &Path,
-    files: &[(&str, &Path, &[u8])],
+    files: &[(&str, &Path, &[u8], Access)],
     uid: Uid,
     gid: Gid,
 ) -> Result<()> {
@@ -254,13 +293,17 @@ fn fill(
         ));
     }
     fchmod(&dir_fd, mode(RUN_DIR_MODE)).map_err(|e| failure("set mode of", dir, &e))?;
-    for &(name, path, contents) in files {
+    for &(name, path, contents, access) in files {
+        let (bits, owner) = match access {
+            Access::User => (FILE_MODE, Some(uid)),
+            Access::ReadOnly => (READ_ONLY_MODE, None),
+        };
         let mut file =
             create_new_at(&dir_fd, name, FILE_MODE).map_err(|e| failure("create", path, &e))?;
-        fchmod(&file, mode(FILE_MODE)).map_err(|e| failure("set mode of", path, &e))?;
         file.write_all(contents)
             .map_err(|e| failure("write", path, &e))?;
-        fchown(&file, Some(uid), Some(gid)).map_err(|e| failure("give", path, &e))?;
+        fchmod(&file, mode(bits)).map_err(|e| failure("set mode of", path, &e))?;
+        fchown(&file, owner, Some(gid)).map_err(|e| failure("give", path, &e))?;
     }
     fchown(&dir_fd, Some(uid), Some(gid)).map_err(|e| failure("give", dir, &e))
 }
@@ -317,7 +360,13 @@ mod tests {
     }
 
     fn give(rt: &Path) -> Result<Handover> {
-        hand_over(rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &creds())
+        hand_over(
+            rt,
+            Uid::from_raw(USER),
+            Gid::from_raw(GROUP),
+            &creds(),
+            None,
+        )
     }
 
     fn assert_owned(path: &Path, perms: u32) {
@@ -371,6 +420,34 @@ mod tests {
 
     #[test]
     #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
+    fn hands_over_spark_properties_the_user_can_read_but_not_change() {
+        crate::sys::require_root();
+        let (_tmp, rt) = runtime();
+        let copy = b"spark.app.name=x\n";
+        let h = hand_over(
+            &rt,
+            Uid::from_raw(USER),
+            Gid::from_raw(GROUP),
+            &creds(),
+            Some(copy),
+        )
+        .unwrap();
+        let path = h.spark_properties.expect("a properties copy");
+        assert_eq!(path, planned(&rt, &run(), true).spark_properties.unwrap());
+        assert_eq!(fs::read(&path).unwrap(), copy);
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, GROUP, 0o440)
+        );
+        assert!(give(&rt).is_err(), "the run directory is not reused");
+        remove(&rt, &run()).unwrap();
+        assert!(fs::symlink_metadata(&h.dir).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
     fn refuses_an_existing_run_directory() {
         crate::sys::require_root();
         let (_tmp, rt) = runtime();
@@ -403,7 +480,8 @@ mod tests {
         let (_tmp, rt) = runtime();
         let mut bad = creds();
         bad.token = "abc\n";
-        let err = hand_over(&rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &bad).unwrap_err();
+        let err =
+            hand_over(&rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &bad, None).unwrap_err();
         assert_eq!(err.code, Code::Software);
         assert_eq!(fs::read_dir(&rt).unwrap().count(), 0);
     }

@@ -3,7 +3,6 @@
 //! privilege drop and exec in the child (`sys::privdrop`).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use nix::unistd::Pid;
 
@@ -17,8 +16,14 @@ use crate::sys::privdrop::{self, Launch};
 use crate::sys::signals;
 
 /// The command line that runs: the configured program, forced Spark
-/// settings first when it is a spark-submit, then the user's arguments.
-pub fn command_line(who: &Authorized<'_>, plan: &Plan, cluster: &Cluster) -> Vec<OsString> {
+/// settings first when it is a spark-submit, then the user's arguments,
+/// their properties file replaced by the checked copy handed over.
+pub fn command_line(
+    config: &Config,
+    who: &Authorized<'_>,
+    plan: &Plan,
+    cluster: &Cluster,
+) -> Vec<OsString> {
     if !who.rule.spark_submit {
         return who.args.clone();
     }
@@ -29,9 +34,14 @@ pub fn command_line(who: &Authorized<'_>, plan: &Plan, cluster: &Cluster) -> Vec
         service_account: id.service_account.clone(),
         app_id: labels::app_id(id.run.as_str()),
         run_label: (labels::RUN_LABEL.into(), id.run.to_string()),
+        admin: config.spark.forced_settings(),
+    };
+    let args = match (&who.spark_properties, &plan.handover.spark_properties) {
+        (Some(checked), Some(copy)) => spark::with_properties_copy(&who.args, &checked.file, copy),
+        _ => who.args.clone(),
     };
     // command_line() puts argv[0] first; Launch takes the program apart.
-    spark::command_line(who.program.clone().into(), &who.args, &forced)
+    spark::command_line(who.program.clone().into(), &args, &forced)
         .into_iter()
         .skip(1)
         .collect()
@@ -85,10 +95,7 @@ pub fn start(
         .with_status(128 + signal as i32));
     }
     let env = environment(config, who, plan);
-    let directories: Vec<PathBuf> = std::env::current_dir()
-        .into_iter()
-        .chain([who.user.home.clone()])
-        .collect();
+    let directories = privdrop::working_directories(&who.user.home);
     privdrop::spawn(&Launch {
         program: who.program.clone(),
         args: argv,

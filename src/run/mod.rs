@@ -25,7 +25,6 @@ use crate::cli::Target;
 use crate::cluster::Cluster;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
-use crate::policy::spark;
 use crate::sys::{self, Invoker, process, signals};
 use authorize::{Authorized, Program, Request};
 use handover::Credentials;
@@ -47,10 +46,8 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         ttl: target.ttl.as_deref(),
         program,
     };
+    // For a spark-submit, also its arguments and properties file.
     let who = authorize::authorize(&config, &invoker, &request)?;
-    if who.rule.spark_submit {
-        spark::refuse_overrides(&who.args, &config.spark.deny_conf)?;
-    }
     clock.done("authorize");
 
     let plan = plan::plan(&config, &who)?;
@@ -60,7 +57,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     // prepare must still lead to a clean revocation.
     signals::block();
     let (runtime, cluster) = Cluster::open(&config)?;
-    let argv = launch::command_line(&who, &plan, &cluster);
+    let argv = launch::command_line(&config, &who, &plan, &cluster);
 
     if target.dry_run {
         print_dry_run(&config, &who, &plan, &argv);
@@ -189,7 +186,8 @@ fn start_record(who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) -> Record 
     }
 }
 
-/// Phase 4: the run's credentials into its private directory, for the user.
+/// Phase 4: the run's credentials (and a spark-submit's checked properties)
+/// into its private directory, for the user.
 fn hand_over(
     cluster: &Cluster,
     config: &Config,
@@ -207,6 +205,7 @@ fn hand_over(
         who.user.uid,
         who.user.gid,
         &credentials,
+        who.spark_properties.as_ref().map(|p| p.copy.as_slice()),
     )
     .map(drop)
 }

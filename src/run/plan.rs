@@ -37,7 +37,7 @@ pub fn plan(config: &Config, who: &Authorized<'_>) -> Result<Plan> {
         .checked_add(ttl)
         .map_err(|e| Failure::usage(format!("--ttl is too large: {e}")))?;
     Ok(Plan {
-        handover: handover::planned(&config.runtime.dir, &run),
+        handover: handover::planned(&config.runtime.dir, &run, who.spark_properties.is_some()),
         identity: RunIdentity {
             run,
             namespace,

@@ -1,16 +1,26 @@
-//! Start the command as the end user: fork, and in the child drop every
-//! privilege irreversibly before exec, in the order sudo, doas and setpriv
-//! use: supplementary groups, then gid, then uid; then prove root is gone.
+//! Act as the end user: fork, and in the child drop every privilege
+//! irreversibly, in the order sudo, doas and setpriv use: supplementary
+//! groups, then gid, then uid; then prove root is gone. `spawn` then execs
+//! the command; `read_as` reads a file the user named, so that root never
+//! opens a path the user chose.
 
 use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use nix::unistd::{Gid, Pid, Uid, getresgid, getresuid, setgroups, setresgid, setresuid};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{
+    ForkResult, Gid, Pid, Uid, fork, getresgid, getresuid, pipe2, setgroups, setresgid, setresuid,
+};
 
 use crate::failure::{Failure, Result};
 
@@ -36,12 +46,7 @@ pub struct Launch {
 /// process group can be signalled). Returns the child's pid, which is also
 /// its process group id.
 pub fn spawn(launch: &Launch) -> Result<Pid> {
-    let directories: Vec<CString> = launch
-        .directories
-        .iter()
-        .filter_map(|d| CString::new(d.as_os_str().as_bytes()).ok())
-        .chain(std::iter::once(c"/".to_owned()))
-        .collect();
+    let directories = c_directories(&launch.directories);
     let (uid, gid, groups) = (launch.uid, launch.gid, launch.groups.clone());
     let no_new_privs = launch.no_new_privs;
     let limits = launch.limits.clone();
@@ -97,13 +102,210 @@ fn in_child(
     if no_new_privs {
         step("setting no_new_privs", nix::sys::prctl::set_no_new_privs())?;
     }
-    // As the user, so a directory the user cannot enter is never entered.
+    step("entering a working directory", enter_first(directories))
+}
+
+/// Where a command of the user starts: the caller's working directory if
+/// the user may enter it, else the user's home, else "/" (see `enter_first`).
+pub fn working_directories(home: &Path) -> Vec<PathBuf> {
+    std::env::current_dir()
+        .into_iter()
+        .chain([home.to_path_buf()])
+        .collect()
+}
+
+fn c_directories(directories: &[PathBuf]) -> Vec<CString> {
+    directories
+        .iter()
+        .filter_map(|d| CString::new(d.as_os_str().as_bytes()).ok())
+        .chain(std::iter::once(c"/".to_owned()))
+        .collect()
+}
+
+/// Enter the first directory that works. Called as the user, so a
+/// directory the user cannot enter is never entered.
+fn enter_first(directories: &[CString]) -> nix::Result<()> {
     for dir in directories {
         if nix::unistd::chdir(dir.as_c_str()).is_ok() {
             return Ok(());
         }
     }
-    step("entering a working directory", Err(Errno::ENOENT))
+    Err(Errno::ENOENT)
+}
+
+/// The user `read_as` reads as, and where relative paths start from (as
+/// for the command: see `working_directories`).
+pub struct Reader<'a> {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub groups: &'a [Gid],
+    pub directories: &'a [PathBuf],
+}
+
+/// Exit statuses of `read_as`'s child beyond errno values (all below 200).
+const NOT_REGULAR: i32 = 200;
+const TOO_LARGE: i32 = 201;
+const DROP_FAILED: i32 = 202;
+
+/// The bytes of the file at `path`, read with the user's rights only:
+/// a child process drops to the user, opens and reads the file (a regular
+/// file, at most `limit` bytes) and sends it back through a pipe. What the
+/// user cannot read, kubesu cannot read either. Gives up after `deadline`
+/// (a file on a hung or user-run file system must not hang kubesu). The
+/// error says why, for a message about that file.
+pub fn read_as(
+    reader: &Reader<'_>,
+    path: &Path,
+    limit: usize,
+    deadline: Duration,
+) -> std::result::Result<Vec<u8>, String> {
+    let path_c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| "its path holds a NUL byte".to_string())?;
+    let directories = c_directories(reader.directories);
+    let (uid, gid, groups) = (reader.uid, reader.gid, reader.groups.to_vec());
+    let (from_child, to_parent) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot make a pipe: {e}"))?;
+    // SAFETY: the child makes only async-signal-safe system calls on data
+    // prepared before the fork, allocates nothing, and leaves by _exit.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(from_child);
+            let status = read_in_child(
+                uid,
+                gid,
+                &groups,
+                &directories,
+                &path_c,
+                to_parent.as_fd(),
+                limit,
+            );
+            // SAFETY: _exit ends the child without running the parent's
+            // destructors or atexit handlers.
+            unsafe { nix::libc::_exit(status) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(to_parent);
+            let bytes = collect(&from_child, limit, deadline);
+            if bytes.is_err() {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            }
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            let bytes = bytes?;
+            match status {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(bytes),
+                Ok(WaitStatus::Exited(_, NOT_REGULAR)) => Err("it is not a regular file".into()),
+                Ok(WaitStatus::Exited(_, TOO_LARGE)) => {
+                    Err(format!("it is larger than {limit} bytes"))
+                }
+                Ok(WaitStatus::Exited(_, DROP_FAILED)) => {
+                    Err("the reading process could not drop to the user's ids".into())
+                }
+                Ok(WaitStatus::Exited(_, errno)) => Err(Errno::from_raw(errno).desc().into()),
+                other => Err(format!(
+                    "the reading process ended unexpectedly ({other:?})"
+                )),
+            }
+        }
+        Err(e) => Err(format!("cannot fork a process to read it: {e}")),
+    }
+}
+
+/// In the child: become the user, open and read the file, write it to the
+/// parent. Returns the exit status.
+fn read_in_child(
+    uid: Uid,
+    gid: Gid,
+    groups: &[Gid],
+    directories: &[CString],
+    path: &std::ffi::CStr,
+    out: BorrowedFd<'_>,
+    limit: usize,
+) -> i32 {
+    let dropped = setgroups(groups)
+        .and_then(|()| setresgid(gid, gid, gid))
+        .and_then(|()| setresuid(uid, uid, uid))
+        .and_then(|()| check_dropped(uid, gid));
+    if dropped.is_err() {
+        return DROP_FAILED;
+    }
+    if let Err(e) = enter_first(directories) {
+        return e as i32;
+    }
+    // O_NONBLOCK: a FIFO must not hang the open (it is refused below).
+    let flags = OFlag::O_RDONLY | OFlag::O_NOCTTY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let file: OwnedFd = match nix::fcntl::open(path, flags, Mode::empty()) {
+        Ok(file) => file,
+        Err(e) => return e as i32,
+    };
+    match fstat(&file) {
+        Ok(stat) if stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFREG.bits() => {}
+        Ok(_) => return NOT_REGULAR,
+        Err(e) => return e as i32,
+    }
+    let mut buf = [0u8; 8192];
+    let mut total = 0usize;
+    loop {
+        let n = match nix::unistd::read(&file, &mut buf) {
+            Ok(0) => return 0,
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return e as i32,
+        };
+        total += n;
+        if total > limit {
+            return TOO_LARGE;
+        }
+        let mut sent = 0;
+        while sent < n {
+            match nix::unistd::write(out, &buf[sent..n]) {
+                Ok(written) => sent += written,
+                Err(Errno::EINTR) => {}
+                Err(e) => return e as i32,
+            }
+        }
+    }
+}
+
+/// What the child sends, at most `limit` bytes, until it closes the pipe
+/// or the deadline passes.
+fn collect(
+    pipe: &OwnedFd,
+    limit: usize,
+    deadline: Duration,
+) -> std::result::Result<Vec<u8>, String> {
+    let started = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_sub(started.elapsed());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => {
+                return Err(format!(
+                    "reading it took longer than {}s",
+                    deadline.as_secs()
+                ));
+            }
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(format!("cannot wait for the reading process: {e}")),
+        }
+        match nix::unistd::read(pipe, &mut buf) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) if bytes.len() + n > limit => {
+                return Err(format!("it is larger than {limit} bytes"));
+            }
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("cannot read from the reading process: {e}")),
+        }
+    }
 }
 
 /// The ids must all be the user's, and root must be unreachable: a kernel or
@@ -153,4 +355,53 @@ fn step(what: &str, result: nix::Result<()>) -> std::result::Result<(), Errno> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// nobody: may read what others may read, nothing more.
+    const NOBODY: u32 = 65534;
+
+    fn read(path: &Path, limit: usize) -> std::result::Result<Vec<u8>, String> {
+        let reader = Reader {
+            uid: Uid::from_raw(NOBODY),
+            gid: Gid::from_raw(NOBODY),
+            groups: &[],
+            directories: &[PathBuf::from("/")],
+        };
+        read_as(&reader, path, limit, Duration::from_secs(10))
+    }
+
+    #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
+    fn reads_only_what_the_user_may_read() {
+        crate::sys::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let open = dir.path().join("open");
+        std::fs::write(&open, b"a=1\n").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read(&open, 100).unwrap(), b"a=1\n");
+
+        let closed = dir.path().join("closed");
+        std::fs::write(&closed, b"secret").unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read(&closed, 100).unwrap_err(), "Permission denied");
+
+        assert_eq!(read(&open, 3).unwrap_err(), "it is larger than 3 bytes");
+        assert_eq!(
+            read(dir.path(), 100).unwrap_err(),
+            "it is not a regular file"
+        );
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o666)).unwrap();
+        assert_eq!(read(&fifo, 100).unwrap_err(), "it is not a regular file");
+        assert_eq!(
+            read(&dir.path().join("missing"), 100).unwrap_err(),
+            "No such file or directory"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs a kubesu build the way an administrator would, for the demo and the
-# integration tests: the binary as /usr/sbin/kubesu, the example config and
-# the kubeconfig of the bed's user "kubesu" under /etc/kubesu, the sudoers
+# integration tests: the binary as /usr/sbin/kubesu, the example config, the
+# Spark pod templates and the kubeconfig of the bed's user "kubesu" under /etc/kubesu, the sudoers
 # drop-in (checked with visudo first), and what `kubesu rbac --user kubesu`
 # prints, applied with the admin kubeconfig: kubesu's own identity holds
 # exactly those permissions (least privilege, proven by the whole suite);
@@ -37,6 +37,9 @@ else
   mv -f /usr/sbin/.kubesu.new /usr/sbin/kubesu
 fi
 install -m 0644 -o root -g root "$repo/examples/config.toml" /etc/kubesu/config.toml
+# The Spark pod templates the example config names, as the package installs them.
+install -m 0644 -o root -g root "$repo/deploy/spark-driver-template.yaml" \
+  "$repo/deploy/spark-executor-template.yaml" /etc/kubesu/
 install -m 0600 -o root -g root "$dir/kubesu.kubeconfig" /etc/kubesu/kubeconfig
 visudo -qcf "$repo/sudoers.d/kubesu"
 install -m 0440 -o root -g root "$repo/sudoers.d/kubesu" /etc/sudoers.d/kubesu

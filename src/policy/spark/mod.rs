@@ -1,6 +1,7 @@
 //! spark-submit support: the settings kubesu forces so that a run stays in its
-//! namespace with its temporary credentials, and the refusal of any user
-//! argument that would change them.
+//! namespace with its temporary credentials, those the administrator forces
+//! ([spark] force, the pod templates), and the refusal of any user argument
+//! or properties file setting that would change them.
 //!
 //! The parsing follows spark-submit's own (`SparkSubmitOptionParser` and
 //! `SparkSubmitCommandBuilder` in Spark's launcher), because an argument only
@@ -8,9 +9,12 @@
 //! read an argument, it refuses it.
 
 mod options;
+pub mod properties;
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use crate::failure::{Failure, Result};
 use crate::policy::labels::RUN_LABEL;
@@ -31,7 +35,66 @@ pub struct Forced {
     pub app_id: String,
     /// (label key, run id), e.g. (RUN_LABEL, "abc123").
     pub run_label: (String, String),
+    /// The administrator's, passed after kubesu's own.
+    pub admin: Vec<AdminSetting>,
 }
+
+/// A setting the administrator forces on every spark-submit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSetting {
+    pub key: String,
+    pub value: OsString,
+    /// Where kubesu's config sets it, named when a user's setting is refused.
+    pub source: &'static str,
+}
+
+/// What users may not set beyond what kubesu sets itself.
+#[derive(Debug, Default)]
+pub struct Rules<'a> {
+    /// The administrator's forced settings.
+    pub forced: &'a [AdminSetting],
+    /// [spark] deny_conf: exact keys, or prefixes ending in '.' or '*'.
+    pub denied: &'a [String],
+}
+
+impl<'a> Rules<'a> {
+    /// Only a deny list, nothing forced by the administrator.
+    pub fn denying(denied: &'a [String]) -> Self {
+        Self {
+            forced: &[],
+            denied,
+        }
+    }
+}
+
+/// Where the user's arguments name a properties file, to put kubesu's
+/// checked copy in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertiesFile {
+    /// The user's argument holding the path: `PATH` after
+    /// `--properties-file`, or `--properties-file=PATH`.
+    index: usize,
+    inline: bool,
+    pub path: OsString,
+}
+
+/// A properties file whose settings passed the checks, and the copy of
+/// them that Spark reads instead (see `properties`).
+#[derive(Debug)]
+pub struct CheckedProperties {
+    pub file: PropertiesFile,
+    pub copy: Vec<u8>,
+}
+
+/// Spark's pod template settings, which kubesu sets from [spark]
+/// driver_pod_template and executor_pod_template.
+pub const DRIVER_POD_TEMPLATE: &str = "spark.kubernetes.driver.podTemplateFile";
+pub const EXECUTOR_POD_TEMPLATE: &str = "spark.kubernetes.executor.podTemplateFile";
+
+/// The largest properties file kubesu reads; real ones are a few KiB.
+pub const MAX_PROPERTIES_BYTES: usize = 1 << 20;
+
+const PROPERTIES_OPTION: &str = "--properties-file";
 
 /// spark-submit's special classes (org.apache.spark.repl.Main, the Thrift
 /// server and SQL CLI, the Connect server) let its options follow the
@@ -68,14 +131,18 @@ const CREDENTIALS_REASON: &str = "kubesu sets the service account and credential
 const SHOWN_MAX: usize = 200;
 
 /// Refuse, with a clear message naming the offending argument and what to do,
-/// any user argument that would change what kubesu forces. `extra_denied`
-/// holds config keys from the administrator's deny list: an entry ending in
-/// '.' or '*' is a prefix ("spark.kubernetes.driver.podTemplate*"), else exact.
-pub fn refuse_overrides(user_args: &[OsString], extra_denied: &[String]) -> Result<()> {
-    let mut args = user_args.iter();
+/// any user argument that would change what kubesu or the administrator
+/// forces, or that `rules` denies. Returns where the arguments name a
+/// properties file, whose settings `check_properties` checks in turn.
+pub fn refuse_overrides(
+    user_args: &[OsString],
+    rules: &Rules<'_>,
+) -> Result<Option<PropertiesFile>> {
+    let mut args = user_args.iter().enumerate();
     // Once set, spark-submit keeps parsing options after the application.
     let mut mixed = false;
-    while let Some(arg) = args.next() {
+    let mut properties = None;
+    while let Some((index, arg)) = args.next() {
         let text = arg.to_string_lossy();
         let (name, inline) = split_inline(&text);
         match option_kind(name) {
@@ -84,27 +151,139 @@ pub fn refuse_overrides(user_args: &[OsString], extra_denied: &[String]) -> Resu
                 // `--name=value` carries its value: the next argument is
                 // another option, to be checked in turn.
                 let next = if inline.is_none() { args.next() } else { None };
-                let (value, shown) = option_value(&text, inline, next)?;
-                check_option(kind, &value, &shown, extra_denied)?;
+                let (value, shown) = option_value(&text, inline, next.map(|(_, a)| a))?;
+                check_option(kind, &value, &shown, rules)?;
                 mixed |= matches!(kind, OptionKind::Class) && value.starts_with(MIXED_CLASS_PREFIX);
+                if matches!(kind, OptionKind::PropertiesFile) {
+                    if properties.is_some() {
+                        return Err(refuse(
+                            &shown,
+                            "a second properties file; spark-submit would read only the last",
+                            "give one --properties-file",
+                        ));
+                    }
+                    properties = Some(match next {
+                        Some((index, path)) => PropertiesFile {
+                            index,
+                            inline: false,
+                            path: path.clone(),
+                        },
+                        // The option's name is ASCII: its bytes are the text's.
+                        None => PropertiesFile {
+                            index,
+                            inline: true,
+                            path: OsStr::from_bytes(
+                                arg.as_bytes()
+                                    .get(PROPERTIES_OPTION.len() + 1..)
+                                    .unwrap_or_default(),
+                            )
+                            .to_owned(),
+                        },
+                    });
+                }
             }
             // For the special classes spark-submit passes unknown arguments to
             // the application and keeps parsing.
             None if mixed => {}
             None if text.starts_with('-') => return Err(unknown_option(&text)),
             // The application's file: everything after it is the application's.
-            None => return Ok(()),
+            None => break,
         }
     }
-    Ok(())
+    Ok(properties)
 }
 
-/// The forced options, in spark-submit syntax, to put right after argv[0].
+/// Check every setting of the properties file the user named (`bytes`,
+/// read with the user's rights) as if each came with --conf, and return the
+/// copy Spark is to read instead. One refused setting refuses the file.
+pub fn check_properties(
+    file: &PropertiesFile,
+    bytes: &[u8],
+    rules: &Rules<'_>,
+) -> Result<CheckedProperties> {
+    let shown = show(&file.path.to_string_lossy());
+    let refused = |why: &str, todo: &str| {
+        Failure::data(format!(
+            "spark-submit properties file \"{shown}\" is refused: {why}; {todo}"
+        ))
+    };
+    let settings = properties::parse(bytes).map_err(|m| refused(&m.to_string(), "fix the file"))?;
+    for setting in &settings {
+        if let Some(refusal) = setting_refusal(&setting.key, &setting.value, rules) {
+            return Err(refused(
+                &format!(
+                    "line {} sets \"{}\": {}",
+                    setting.line,
+                    show(&setting.key),
+                    refusal.why
+                ),
+                &format!("{} (kubesu refuses the whole file)", refusal.todo),
+            ));
+        }
+    }
+    let heading =
+        format!("The settings of {shown}, checked by kubesu: spark-submit reads this copy.");
+    Ok(CheckedProperties {
+        file: file.clone(),
+        copy: properties::serialize(&heading, properties::as_map(&settings)),
+    })
+}
+
+/// The user's arguments with the properties file they named replaced by
+/// kubesu's checked copy.
+pub fn with_properties_copy(
+    user_args: &[OsString],
+    file: &PropertiesFile,
+    copy: &Path,
+) -> Vec<OsString> {
+    let mut args = user_args.to_vec();
+    if let Some(arg) = args.get_mut(file.index) {
+        *arg = if file.inline {
+            let mut inline = OsString::from(format!("{PROPERTIES_OPTION}="));
+            inline.push(copy);
+            inline
+        } else {
+            copy.into()
+        };
+    }
+    args
+}
+
+/// Why the administrator may not force `key` ([spark] force), with what to
+/// write instead: kubesu sets it itself, or it would undo what kubesu sets.
+pub fn refuse_forced(key: &str, value: &str) -> Option<String> {
+    let template = [
+        (DRIVER_POD_TEMPLATE, "driver_pod_template"),
+        (EXECUTOR_POD_TEMPLATE, "executor_pod_template"),
+    ]
+    .into_iter()
+    .find(|(template, _)| spark_trim(key) == *template);
+    if let Some((_, field)) = template {
+        return Some(format!(
+            "[spark] force may not set {key}: set [spark] {field} = \"/etc/kubesu/...yaml\" \
+             instead, which kubesu checks is a root-owned file"
+        ));
+    }
+    setting_refusal(key, value, &Rules::default()).map(|refusal| {
+        format!(
+            "[spark] force may not set {}: {}; remove it from [spark] force",
+            key.escape_debug(),
+            refusal.why
+        )
+    })
+}
+
+/// The forced options, in spark-submit syntax, to put right after argv[0]:
+/// kubesu's, then the administrator's.
 pub fn forced_args(forced: &Forced) -> Vec<OsString> {
     let mut args = vec![OsString::from("--master"), OsString::from(&forced.master)];
     for (key, value) in forced_confs(forced) {
         args.push(OsString::from("--conf"));
         args.push(conf_pair(&key, value));
+    }
+    for setting in &forced.admin {
+        args.push(OsString::from("--conf"));
+        args.push(conf_pair(&setting.key, &setting.value));
     }
     args
 }
@@ -177,7 +356,7 @@ fn option_value<'a>(
     }
 }
 
-fn check_option(kind: OptionKind, value: &str, shown: &str, extra_denied: &[String]) -> Result<()> {
+fn check_option(kind: OptionKind, value: &str, shown: &str, rules: &Rules<'_>) -> Result<()> {
     match kind {
         OptionKind::Conf => {
             let Some((key, value)) = value.split_once('=') else {
@@ -187,42 +366,64 @@ fn check_option(kind: OptionKind, value: &str, shown: &str, extra_denied: &[Stri
                     "write it as --conf key=value",
                 ));
             };
-            check_setting(key, value, shown, extra_denied)
+            check_setting(key, value, shown, rules)
         }
-        OptionKind::Sets(key) => check_setting(key, value, shown, extra_denied),
+        OptionKind::Sets(key) => check_setting(key, value, shown, rules),
         OptionKind::Refused { why, todo } => Err(refuse(shown, why, todo)),
+        OptionKind::PropertiesFile if value.is_empty() => Err(refuse(
+            shown,
+            "it names no file",
+            "give the properties file's path",
+        )),
+        OptionKind::PropertiesFile => Ok(()),
         OptionKind::Class | OptionKind::Switch => Ok(()),
     }
 }
 
-/// Refuse setting `key` if kubesu controls it, and Java options that would
-/// set such a key as a system property.
-fn check_setting(key: &str, value: &str, shown: &str, extra_denied: &[String]) -> Result<()> {
-    if let Some(why) = refusal_reason(key, extra_denied) {
-        return Err(refuse(shown, &why, "remove it"));
+/// Why a setting is refused, and what to do instead.
+struct Refusal {
+    why: String,
+    todo: &'static str,
+}
+
+fn check_setting(key: &str, value: &str, shown: &str, rules: &Rules<'_>) -> Result<()> {
+    match setting_refusal(key, value, rules) {
+        Some(refusal) => Err(refuse(shown, &refusal.why, refusal.todo)),
+        None => Ok(()),
+    }
+}
+
+/// Refuse setting `key` if kubesu or the administrator controls it, and
+/// Java options that would set such a key as a system property.
+fn setting_refusal(key: &str, value: &str, rules: &Rules<'_>) -> Option<Refusal> {
+    if let Some(why) = refusal_reason(key, rules) {
+        return Some(Refusal {
+            why,
+            todo: "remove it",
+        });
     }
     // kubesu revokes the run when spark-submit exits: a submission that does
     // not wait would have its driver deleted at once.
     if spark_trim(key) == "spark.kubernetes.submission.waitAppCompletion"
         && !spark_trim(value).eq_ignore_ascii_case("true")
     {
-        return Err(refuse(
-            shown,
-            "kubesu revokes the run's credentials and deletes its pods when spark-submit exits, \
-             so a cluster-mode job must be waited for",
-            "remove it (waiting is Spark's default)",
-        ));
+        return Some(Refusal {
+            why: "kubesu revokes the run's credentials and deletes its pods when spark-submit \
+                  exits, so a cluster-mode job must be waited for"
+                .into(),
+            todo: "remove it (waiting is Spark's default)",
+        });
     }
     if carries_java_options(key) {
-        check_java_options(value, shown, extra_denied)?;
+        return java_options_refusal(value, rules);
     }
-    Ok(())
+    None
 }
 
 /// Why kubesu refuses a user setting of `key`, if it does. Spark compares keys
 /// exactly, but a key is also checked trimmed and without the replacement
 /// characters of undecodable bytes, in case Spark or the JVM reads it so.
-fn refusal_reason(key: &str, extra_denied: &[String]) -> Option<String> {
+fn refusal_reason(key: &str, rules: &Rules<'_>) -> Option<String> {
     let trimmed = spark_trim(key);
     let without_invalid = trimmed.replace('\u{FFFD}', "");
     [trimmed, spark_trim(&without_invalid)]
@@ -230,7 +431,20 @@ fn refusal_reason(key: &str, extra_denied: &[String]) -> Option<String> {
         .find_map(|key| {
             builtin_reason(key)
                 .map(str::to_owned)
-                .or_else(|| denied_reason(key, extra_denied))
+                .or_else(|| forced_reason(key, rules.forced))
+                .or_else(|| denied_reason(key, rules.denied))
+        })
+}
+
+fn forced_reason(key: &str, forced: &[AdminSetting]) -> Option<String> {
+    forced
+        .iter()
+        .find(|setting| setting.key == key)
+        .map(|setting| {
+            format!(
+                "the administrator forces it for every run ({} in kubesu's config)",
+                setting.source
+            )
         })
 }
 
@@ -320,31 +534,29 @@ fn carries_java_options(key: &str) -> bool {
 /// file. Quotes and backslashes are dropped before looking, since Spark's
 /// option splitting removes them, and `-D` is looked for anywhere, not only at
 /// the start of a word: that refuses more than needed but never less.
-fn check_java_options(value: &str, shown: &str, extra_denied: &[String]) -> Result<()> {
+fn java_options_refusal(value: &str, rules: &Rules<'_>) -> Option<Refusal> {
     let flat: String = value
         .chars()
         .filter(|c| !matches!(c, '"' | '\'' | '\\'))
         .collect();
     if flat.split_whitespace().any(reads_options_file) {
-        return Err(refuse(
-            shown,
-            "it makes Java read options from a file, which kubesu cannot check",
-            "put those options in the argument itself",
-        ));
+        return Some(Refusal {
+            why: "it makes Java read options from a file, which kubesu cannot check".into(),
+            todo: "put those options in the argument itself",
+        });
     }
-    for after in flat.split("-D").skip(1) {
+    flat.split("-D").skip(1).find_map(|after| {
         let key = after
             .split(|c: char| c == '=' || c.is_whitespace())
             .next()
             .unwrap_or_default();
-        if let Some(why) = refusal_reason(key, extra_denied) {
-            let why = format!(
+        refusal_reason(key, rules).map(|why| Refusal {
+            why: format!(
                 "its -D{key} sets a Java system property Spark reads as configuration, and {why}"
-            );
-            return Err(refuse(shown, &why, "remove it"));
-        }
-    }
-    Ok(())
+            ),
+            todo: "remove it",
+        })
+    })
 }
 
 fn reads_options_file(word: &str) -> bool {

@@ -12,6 +12,9 @@ pub enum OptionKind {
     /// `--class`: some classes make spark-submit keep parsing its own options
     /// after the application.
     Class,
+    /// `--properties-file`: kubesu reads the file as the user, checks each
+    /// setting in it and passes a checked copy instead.
+    PropertiesFile,
     /// An option with a value that kubesu never passes on.
     Refused {
         why: &'static str,
@@ -95,13 +98,7 @@ const OPTIONS: &[(&str, OptionKind)] = &[
             todo: "remove it, and inspect earlier runs with kubectl in your namespace",
         },
     ),
-    (
-        "--properties-file",
-        OptionKind::Refused {
-            why: "kubesu cannot check settings read from a file",
-            todo: "pass each setting with --conf key=value instead",
-        },
-    ),
+    ("--properties-file", OptionKind::PropertiesFile),
     ("--help", OptionKind::Switch),
     ("-h", OptionKind::Switch),
     ("--verbose", OptionKind::Switch),

@@ -12,8 +12,12 @@ fn os(args: &[&str]) -> Vec<OsString> {
 
 fn refused_with(args: &[OsString], denied: &[&str]) -> String {
     let denied: Vec<String> = denied.iter().map(|d| d.to_string()).collect();
-    match refuse_overrides(args, &denied) {
-        Ok(()) => panic!("{args:?} was allowed"),
+    refused_by(args, &Rules::denying(&denied))
+}
+
+fn refused_by(args: &[OsString], rules: &Rules<'_>) -> String {
+    match refuse_overrides(args, rules) {
+        Ok(_) => panic!("{args:?} was allowed"),
         Err(failure) => {
             assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
             assert!(
@@ -37,7 +41,7 @@ fn refused(args: &[&str]) -> String {
 
 fn allowed_with(args: &[&str], denied: &[&str]) {
     let denied: Vec<String> = denied.iter().map(|d| d.to_string()).collect();
-    if let Err(failure) = refuse_overrides(&os(args), &denied) {
+    if let Err(failure) = refuse_overrides(&os(args), &Rules::denying(&denied)) {
         panic!("{args:?} was refused: {}", failure.message);
     }
 }
@@ -53,7 +57,24 @@ fn forced() -> Forced {
         service_account: "spark".into(),
         app_id: app_id("abc123"),
         run_label: (RUN_LABEL.into(), "abc123".into()),
+        admin: admin(),
     }
+}
+
+/// What an administrator might force: the default, and a pod template.
+fn admin() -> Vec<AdminSetting> {
+    vec![
+        AdminSetting {
+            key: "spark.authenticate".into(),
+            value: "true".into(),
+            source: "[spark] force",
+        },
+        AdminSetting {
+            key: DRIVER_POD_TEMPLATE.into(),
+            value: "/etc/kubesu/spark-driver-template.yaml".into(),
+            source: "[spark] driver_pod_template",
+        },
+    ]
 }
 
 const FORBIDDEN_KEYS: &[&str] = &[
@@ -118,11 +139,89 @@ fn refuses_every_forbidden_key_in_every_syntax() {
 
 #[test]
 fn refuses_every_forced_key() {
-    let forced_args = forced_args(&forced());
+    let forced = forced();
+    let rules = Rules {
+        forced: &forced.admin,
+        denied: &[],
+    };
+    let forced_args = forced_args(&forced);
     for pair in forced_args.iter().skip(3).step_by(2) {
         let pair = pair.to_string_lossy();
-        let message = refused(&["--conf", &pair]);
+        let message = refused_by(&os(&["--conf", &pair]), &rules);
         assert!(message.contains(pair.as_ref()), "{message}");
+    }
+}
+
+#[test]
+fn refuses_what_the_administrator_forces_in_every_way_a_key_is_set() {
+    let admin = admin();
+    let rules = Rules {
+        forced: &admin,
+        denied: &[],
+    };
+    for args in [
+        vec!["--conf", "spark.authenticate=false"],
+        vec!["--conf= spark.authenticate =false"],
+        vec![
+            "-c",
+            "spark.kubernetes.driver.podTemplateFile=/tmp/mine.yaml",
+        ],
+        vec!["--driver-java-options", "-Dspark.authenticate=false"],
+        vec![
+            "--conf",
+            "spark.executor.extraJavaOptions=-Dspark.kubernetes.driver.podTemplateFile=x",
+        ],
+    ] {
+        let message = refused_by(&os(&args), &rules);
+        assert!(
+            message.contains("the administrator forces it for every run"),
+            "{message}"
+        );
+        assert!(message.contains("[spark] "), "{message}");
+    }
+    // Without the administrator's rules, the same settings pass.
+    allowed(&["--conf", "spark.authenticate=false"]);
+    // A key beside a forced one is not forced.
+    refuse_overrides(&os(&["--conf", "spark.authenticate.secret=s"]), &rules)
+        .expect("only the forced key is refused");
+}
+
+#[test]
+fn the_administrator_may_not_force_what_kubesu_sets() {
+    for (key, value) in [
+        ("spark.master", "local"),
+        ("spark.kubernetes.namespace", "x"),
+        ("spark.kubernetes.context", "x"),
+        (
+            "spark.kubernetes.authenticate.driver.serviceAccountName",
+            "x",
+        ),
+        ("spark.app.id", "x"),
+        ("spark.kubernetes.driver.label.kubesu.io/run", "x"),
+        (" spark.master ", "x"),
+        ("spark.kubernetes.submission.waitAppCompletion", "false"),
+        (
+            "spark.driver.extraJavaOptions",
+            "-Dspark.kubernetes.namespace=x",
+        ),
+    ] {
+        let why = refuse_forced(key, value).unwrap_or_else(|| panic!("{key} may be forced"));
+        assert!(why.starts_with("[spark] force may not set"), "{why}");
+        assert!(why.contains("remove it from [spark] force"), "{why}");
+    }
+    for (key, field) in [
+        (DRIVER_POD_TEMPLATE, "driver_pod_template"),
+        (EXECUTOR_POD_TEMPLATE, "executor_pod_template"),
+    ] {
+        let why = refuse_forced(key, "/etc/kubesu/t.yaml").expect("a template key is refused");
+        assert!(why.contains(&format!("set [spark] {field} = ")), "{why}");
+    }
+    for (key, value) in [
+        ("spark.authenticate", "true"),
+        ("spark.io.encryption.enabled", "true"),
+        ("spark.kubernetes.driver.label.team", "data"),
+    ] {
+        assert_eq!(refuse_forced(key, value), None, "{key}");
     }
 }
 
@@ -155,7 +254,7 @@ fn refuses_master_option() {
 }
 
 #[test]
-fn refuses_proxy_user_kill_status_and_properties_file() {
+fn refuses_proxy_user_kill_and_status() {
     for (args, shown) in [
         (vec!["--proxy-user", "root"], "--proxy-user root"),
         (vec!["--proxy-user=root"], "--proxy-user=root"),
@@ -164,14 +263,6 @@ fn refuses_proxy_user_kill_status_and_properties_file() {
         (vec!["--kill=ns:driver-1"], "--kill=ns:driver-1"),
         (vec!["--status", "ns:driver-1"], "--status ns:driver-1"),
         (vec!["--status=x"], "--status=x"),
-        (
-            vec!["--properties-file", "my.conf"],
-            "--properties-file my.conf",
-        ),
-        (
-            vec!["--properties-file=my.conf"],
-            "--properties-file=my.conf",
-        ),
     ] {
         let message = refused(&args);
         assert!(message.contains(&format!("\"{shown}\"")), "{message}");
@@ -457,7 +548,7 @@ fn handles_non_utf8_without_panicking() {
         invalid(b"app", b".jar"),
         invalid(b"--", b"master"),
     ];
-    assert!(refuse_overrides(&fine, &[]).is_ok());
+    assert!(refuse_overrides(&fine, &Rules::default()).is_ok());
 }
 
 #[test]
@@ -492,6 +583,13 @@ fn forced_args_are_exactly_the_forced_settings() {
         "spark.kubernetes.driver.pod.excludedFeatureSteps=\
          org.apache.spark.deploy.k8s.features.NetworkPolicyFeatureStep",
     ]);
+    let mut expected = expected;
+    expected.extend(os(&[
+        "--conf",
+        "spark.authenticate=true",
+        "--conf",
+        "spark.kubernetes.driver.podTemplateFile=/etc/kubesu/spark-driver-template.yaml",
+    ]));
     assert_eq!(forced_args(&forced()), expected);
 }
 
@@ -540,4 +638,156 @@ fn run_label_domain_comes_from_the_key() {
     assert!(!sets_run_label(
         "spark.kubernetes.driver.label.kubesu.iox/run"
     ));
+}
+
+fn properties_file(args: &[&str]) -> PropertiesFile {
+    refuse_overrides(&os(args), &Rules::default())
+        .unwrap_or_else(|f| panic!("{args:?}: {}", f.message))
+        .unwrap_or_else(|| panic!("{args:?} names no properties file"))
+}
+
+#[test]
+fn finds_the_properties_file_in_either_syntax_and_replaces_it_with_the_copy() {
+    let copy = std::path::Path::new("/run/kubesu/abc/spark.properties");
+    for (args, expected) in [
+        (
+            vec!["--properties-file", "my.conf", "app.py", "x"],
+            vec![
+                "--properties-file",
+                "/run/kubesu/abc/spark.properties",
+                "app.py",
+                "x",
+            ],
+        ),
+        (
+            vec!["-v", "--properties-file=my.conf", "app.py"],
+            vec![
+                "-v",
+                "--properties-file=/run/kubesu/abc/spark.properties",
+                "app.py",
+            ],
+        ),
+    ] {
+        let file = properties_file(&args);
+        assert_eq!(file.path, "my.conf");
+        assert_eq!(with_properties_copy(&os(&args), &file, copy), os(&expected));
+    }
+    // After the application it is the application's.
+    assert_eq!(
+        refuse_overrides(
+            &os(&["app.py", "--properties-file", "x"]),
+            &Rules::default()
+        )
+        .expect("allowed"),
+        None
+    );
+}
+
+#[test]
+fn a_properties_file_must_be_named_once() {
+    for args in [
+        vec!["--properties-file="],
+        vec!["--properties-file", ""],
+        vec!["--properties-file"],
+        vec!["--properties-file", "a", "--properties-file=b"],
+    ] {
+        refused(&args);
+    }
+}
+
+fn check_file(text: &str, rules: &Rules<'_>) -> Result<CheckedProperties> {
+    check_properties(
+        &properties_file(&["--properties-file", "my.conf"]),
+        text.as_bytes(),
+        rules,
+    )
+}
+
+#[test]
+fn a_properties_file_with_a_refused_setting_is_refused_whole_naming_file_key_and_line() {
+    let admin = admin();
+    let denied = vec!["spark.jars".to_string()];
+    let rules = Rules {
+        forced: &admin,
+        denied: &denied,
+    };
+    for (text, key, line) in [
+        ("spark.app.name=x\nspark.master=local\n", "spark.master", 2),
+        (
+            "# c\n\nspark.kubernetes.names\\\n  pace=x",
+            "spark.kubernetes.namespace",
+            3,
+        ),
+        (
+            "spark.kubernetes.n\\u0061mespace x",
+            "spark.kubernetes.namespace",
+            1,
+        ),
+        ("a=1\r\nspark.authenticate : false", "spark.authenticate", 2),
+        ("spark.jars=evil.jar", "spark.jars", 1),
+        (
+            "spark.kubernetes.submission.waitAppCompletion=false",
+            "waitAppCompletion",
+            1,
+        ),
+        (
+            "spark.driver.extraJavaOptions=-Dspark.master=local",
+            "spark.driver.extraJavaOptions",
+            1,
+        ),
+        (
+            "spark.driver.extraJavaOptions=@/tmp/opts",
+            "spark.driver.extraJavaOptions",
+            1,
+        ),
+    ] {
+        let failure = check_file(text, &rules).expect_err(text);
+        assert_eq!(failure.code, Code::DataErr, "{}", failure.message);
+        let message = failure.message;
+        assert!(
+            message.starts_with("spark-submit properties file \"my.conf\" is refused: "),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("line {line} sets \"")),
+            "{message}"
+        );
+        assert!(message.contains(key), "{message}");
+        assert!(
+            message.contains("kubesu refuses the whole file"),
+            "{message}"
+        );
+    }
+    let failure = check_file("a=\\u00", &rules).expect_err("malformed");
+    assert!(
+        failure.message.contains("line 1: malformed"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
+fn the_checked_copy_holds_exactly_the_settings_java_reads_from_the_file() {
+    let text = "spark.app.name = my\\u0041pp\nspark.executor.extraJavaOptions=-Da=b \\\n   -Dc=d\n\
+                spark.app.name=second\n! comment\nspark.k\\ ey\\=x\\:y=1\n";
+    let checked = check_file(text, &Rules::default()).expect("allowed");
+    let copy = properties::parse(&checked.copy).expect("the copy parses");
+    let pairs: Vec<(&str, &str)> = copy
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![
+            ("spark.app.name", "second"),
+            ("spark.executor.extraJavaOptions", "-Da=b -Dc=d"),
+            ("spark.k ey=x:y", "1"),
+        ]
+    );
+    assert!(checked.copy.is_ascii());
+    assert!(
+        checked
+            .copy
+            .starts_with(b"# The settings of my.conf, checked by kubesu")
+    );
 }
