@@ -531,6 +531,27 @@ impl Config {
         Ok(())
     }
 
+    /// Everything the administrator forces on a spark-submit: [spark]'s
+    /// settings and templates, and the [objects] labels and annotations on
+    /// the driver and executor pods (so users cannot change a cost centre).
+    pub fn spark_forced(&self) -> Vec<spark::AdminSetting> {
+        let mut forced = self.spark.forced_settings();
+        let tables = [
+            ("label", &self.objects.labels, "[objects] labels"),
+            ("annotation", &self.objects.annotations, "[objects] annotations"),
+        ];
+        for (kind, table, source) in tables {
+            for role in ["driver", "executor"] {
+                forced.extend(table.iter().map(|(key, value)| spark::AdminSetting {
+                    key: format!("spark.kubernetes.{role}.{kind}.{key}"),
+                    value: value.into(),
+                    source,
+                }));
+            }
+        }
+        forced
+    }
+
     /// Whether `group` is a team by `[namespace] teams`.
     pub fn is_team(&self, group: &str) -> bool {
         self.namespace
@@ -768,6 +789,29 @@ mod tests {
             keys,
             ["spark.io.encryption.enabled", spark::DRIVER_POD_TEMPLATE]
         );
+    }
+
+    #[test]
+    fn object_labels_are_forced_on_sparks_pods_and_users_cannot_change_them() {
+        let c = Config::parse(EXAMPLE, Path::new("example.toml")).expect("example");
+        let forced = c.spark_forced();
+        for role in ["driver", "executor"] {
+            let key = format!("spark.kubernetes.{role}.label.example.com/cost-center");
+            assert!(
+                forced.iter().any(|s| s.key == key && s.value == "data-platform"),
+                "{key} in {forced:?}"
+            );
+            let user = [
+                std::ffi::OsString::from("--conf"),
+                format!("{key}=someone-else").into(),
+            ];
+            let rules = spark::Rules {
+                forced: &forced,
+                denied: &[],
+            };
+            let refused = spark::refuse_overrides(&user, &rules).unwrap_err();
+            assert!(refused.message.contains("[objects] labels"), "{}", refused.message);
+        }
     }
 
     #[test]

@@ -134,7 +134,7 @@ fn check_spark_arguments(
     user: &Account,
     args: &[OsString],
 ) -> Result<Option<CheckedProperties>> {
-    let forced = config.spark.forced_settings();
+    let forced = config.spark_forced();
     let rules = spark::Rules {
         forced: &forced,
         denied: &config.spark.deny_conf,

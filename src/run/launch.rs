@@ -34,7 +34,7 @@ pub fn command_line(
         service_account: id.service_account.clone(),
         app_id: labels::app_id(id.run.as_str()),
         run_label: (labels::RUN_LABEL.into(), id.run.to_string()),
-        admin: config.spark.forced_settings(),
+        admin: config.spark_forced(),
     };
     let args = match (&who.spark_properties, &plan.handover.spark_properties) {
         (Some(checked), Some(copy)) => spark::with_properties_copy(&who.args, &checked.file, copy),
