@@ -757,3 +757,46 @@ fn a_refusal_with_json_ends_with_a_machine_readable_error() {
         "{record}"
     );
 }
+
+/// `[cluster] max_run_time`: a forgotten job's credentials do not live for
+/// ever. At the deadline kubesu stops renewing, ends the command (TERM, then
+/// KILL for what ignores it), revokes, records why, and exits 124.
+#[tokio::test]
+async fn a_run_over_its_maximum_time_is_ended_and_revoked() {
+    let config = config_variant(
+        "max-run-time",
+        &[("max_run_time = \"1d\"", "max_run_time = \"3s\"")],
+    );
+    let started = std::time::Instant::now();
+    let out = output(&mut root_kubesu(&[
+        "run",
+        "--config",
+        &config,
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        // A command that ignores TERM: only the KILL after the grace ends it.
+        "trap '' TERM; echo started; sleep 300 & wait; sleep 300",
+    ]));
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(
+        took < Duration::from_secs(60),
+        "ended after {took:?}, not at its deadline"
+    );
+    assert!(stdout(&out).contains("started"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("reached its maximum run time"),
+        "{}",
+        stderr(&out)
+    );
+    let record = run_record(&out);
+    assert_eq!(record["status"], 124, "{record}");
+    assert_eq!(record["max_run_time_reached"], true, "{record}");
+    assert_eq!(record["revoked"], true, "{record}");
+    let run = record["run"].as_str().expect("run id");
+    assert_eq!(run_objects("kubesu-alice", run).await, (0, 0), "revoked");
+}

@@ -538,7 +538,11 @@ impl Config {
         let mut forced = self.spark.forced_settings();
         let tables = [
             ("label", &self.objects.labels, "[objects] labels"),
-            ("annotation", &self.objects.annotations, "[objects] annotations"),
+            (
+                "annotation",
+                &self.objects.annotations,
+                "[objects] annotations",
+            ),
         ];
         for (kind, table, source) in tables {
             for role in ["driver", "executor"] {
@@ -798,7 +802,9 @@ mod tests {
         for role in ["driver", "executor"] {
             let key = format!("spark.kubernetes.{role}.label.example.com/cost-center");
             assert!(
-                forced.iter().any(|s| s.key == key && s.value == "data-platform"),
+                forced
+                    .iter()
+                    .any(|s| s.key == key && s.value == "data-platform"),
                 "{key} in {forced:?}"
             );
             let user = [
@@ -810,7 +816,11 @@ mod tests {
                 denied: &[],
             };
             let refused = spark::refuse_overrides(&user, &rules).unwrap_err();
-            assert!(refused.message.contains("[objects] labels"), "{}", refused.message);
+            assert!(
+                refused.message.contains("[objects] labels"),
+                "{}",
+                refused.message
+            );
         }
     }
 

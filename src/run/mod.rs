@@ -37,6 +37,8 @@ use supervise::Chore;
 /// The run, end to end. Returns the command's exit status.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
     let mut clock = Clock::new(target.verbose);
+    // What [cluster] max_run_time counts from.
+    let started_at = std::time::Instant::now();
     let invoker = Invoker::current();
     authorize::check_invoker(&invoker)?;
     let config = config::load(config::chosen(config_path, invoker.came_through_sudo())?)?;
@@ -120,7 +122,17 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     let outcome = started.map(|child| {
         clock.done("handover+exec");
         let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
-        let outcome = supervise::supervise(child, chore);
+        let deadline = config.cluster.max_run_time.map(|t| started_at + t);
+        let outcome = supervise::supervise(child, chore, deadline);
+        if outcome.out_of_time {
+            err!(
+                "kubesu: run {} of user {} reached its maximum run time ({}s, [cluster] \
+                 max_run_time): the command was ended and the run revoked",
+                plan.identity.run,
+                who.user.name,
+                config.cluster.max_run_time.unwrap_or_default().as_secs()
+            );
+        }
         clock.done("supervise");
         outcome
     });
@@ -149,6 +161,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             phases_ms: clock.milliseconds(),
             signals_forwarded: supervised.map(|o| o.forwarded.clone()),
             stragglers_ended: supervised.map(|o| o.stragglers_ended),
+            max_run_time_reached: supervised.is_some_and(|o| o.out_of_time),
         }),
     });
     warn_all(audit::record(&audit_sink, &record));

@@ -60,6 +60,9 @@ pub struct Revocation {
     pub signals_forwarded: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stragglers_ended: Option<bool>,
+    /// Set when kubesu ended the command at `[cluster] max_run_time`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub max_run_time_reached: bool,
 }
 
 impl Record {

@@ -1,7 +1,8 @@
 //! The supervising parent: root, small and idle. It sleeps in sigtimedwait,
 //! forwards signals to the command's process group, and when the command
 //! ends, ends what is left of its tree (TERM, a grace period, KILL) and
-//! reaps it all.
+//! reaps it all. At the run's deadline (`[cluster] max_run_time`) it ends
+//! the command itself, the same way.
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,13 @@ pub struct Outcome {
     /// Processes of the tree still running after the command exited, that
     /// kubesu had to end.
     pub stragglers_ended: bool,
+    /// The command did not end by itself: kubesu ended it at the run's
+    /// deadline.
+    pub out_of_time: bool,
 }
+
+/// The status of a run kubesu ended at its deadline, as timeout(1) exits.
+pub const OUT_OF_TIME_STATUS: i32 = 124;
 
 /// Something the parent does at a given time while the command runs (the
 /// token renewal): between two of them it sleeps.
@@ -31,14 +38,24 @@ pub trait Chore {
 /// Time the rest of the tree gets between TERM and KILL.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Wait for `child` (the leader of its own process group) to exit, then end
-/// its remaining tree. Signals must have been blocked before the fork.
-pub fn supervise(child: Pid, mut chore: Option<&mut dyn Chore>) -> Outcome {
+/// Wait for `child` (the leader of its own process group) to exit, or the
+/// deadline to pass, then end its remaining tree. Signals must have been
+/// blocked before the fork.
+pub fn supervise(
+    child: Pid,
+    mut chore: Option<&mut dyn Chore>,
+    deadline: Option<Instant>,
+) -> Outcome {
     let mut forwarded = Vec::new();
+    let mut out_of_time = false;
     let status = loop {
-        let timeout = chore
+        let next = chore
             .as_ref()
-            .map(|c| c.due().saturating_duration_since(Instant::now()));
+            .map(|c| c.due())
+            .into_iter()
+            .chain(deadline)
+            .min();
+        let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
         match signals::wait(timeout) {
             Some(Signal::SIGCHLD) => {
                 if let (Some(status), _) = process::reap(child) {
@@ -48,6 +65,11 @@ pub fn supervise(child: Pid, mut chore: Option<&mut dyn Chore>) -> Outcome {
             Some(signal) => {
                 process::forward(child, signal);
                 forwarded.push(signal.as_str().to_string());
+            }
+            // No renewal after the deadline: the tree is ended below.
+            None if deadline.is_some_and(|d| d <= Instant::now()) => {
+                out_of_time = true;
+                break OUT_OF_TIME_STATUS;
             }
             None => {
                 if let Some(chore) = chore.as_deref_mut()
@@ -62,7 +84,8 @@ pub fn supervise(child: Pid, mut chore: Option<&mut dyn Chore>) -> Outcome {
     Outcome {
         status,
         forwarded,
-        stragglers_ended,
+        stragglers_ended: stragglers_ended && !out_of_time,
+        out_of_time,
     }
 }
 
