@@ -1262,9 +1262,9 @@ async fn namespaces_kubesu_does_not_own_are_never_used() {
 mod on_a_current_cluster {
     use super::*;
 
-    /// The example config labels the namespaces kubesu creates
-    /// `pod-security.kubernetes.io/enforce: baseline`. Server-side dry runs
-    /// go through admission and leave nothing behind.
+    /// The example config enforces Pod Security "restricted" on kubesu's
+    /// namespaces (`[namespace] pod_security`). Server-side dry runs go
+    /// through admission and leave nothing behind.
     #[test]
     fn a_privileged_pod_created_with_the_runs_token_is_refused_by_pod_security() {
         let script = r#"
@@ -1275,12 +1275,14 @@ mod on_a_current_cluster {
             pod() {
                 printf '%s\n' 'apiVersion: v1' 'kind: Pod' "metadata: {name: $1}" 'spec:' \
                     "  serviceAccountName: $sa" \
+                    '  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}' \
                     '  containers:' '  - name: c' '    image: kubesu.test/absent:0' \
-                    "    securityContext: {privileged: $2}"
+                    "    securityContext: {privileged: $2, allowPrivilegeEscalation: $2," \
+                    "      capabilities: {drop: [ALL]}}"
             }
             pod psa-privileged true | kubectl create --dry-run=server -f - 2>&1
             echo ===
-            pod psa-plain false | kubectl create --dry-run=server -f - 2>&1
+            pod psa-restricted false | kubectl create --dry-run=server -f - 2>&1
             true
         "#;
         let out = sudo_run("alice", &[SH, "-c", script]);
@@ -1289,12 +1291,12 @@ mod on_a_current_cluster {
         let (privileged, plain) = text.split_once("===\n").expect("two answers");
         assert!(
             privileged.contains("forbidden")
-                && privileged.contains("violates PodSecurity \"baseline"),
+                && privileged.contains("violates PodSecurity \"restricted:v1.37"),
             "the API server refuses a privileged pod in the run's namespace: {privileged}"
         );
         assert!(
             plain.contains("created (server dry run)"),
-            "a pod within baseline is admitted with the same token: {plain}"
+            "a pod within restricted is admitted with the same token: {plain}"
         );
     }
 }

@@ -34,17 +34,21 @@ fn label<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
 }
 
 /// Pod manifests the run's token may create: as the run's own
-/// ServiceAccount, which kubesu's admission policy wants of every pod.
+/// ServiceAccount, which kubesu's admission policy wants of every pod, and
+/// within Pod Security "restricted", which the example config enforces.
 const POD_FUNCTIONS: &str = r#"
     sa=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
     sa=${sa##*:}
     # pod NAME CONTAINERS RESOURCES: CONTAINERS containers with RESOURCES.
     pod() {
         printf '%s\n' 'apiVersion: v1' 'kind: Pod' "metadata: {name: $1}" 'spec:' \
-            "  serviceAccountName: $sa" '  containers:'
+            "  serviceAccountName: $sa" \
+            '  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}' \
+            '  containers:'
         i=0
         while [ $i -lt "$2" ]; do
-            printf '%s\n' "  - name: c$i" '    image: kubesu.test/absent:0' "    resources: $3"
+            printf '%s\n' "  - name: c$i" '    image: kubesu.test/absent:0' "    resources: $3" \
+                '    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}'
             i=$((i + 1))
         done
     }
@@ -101,8 +105,18 @@ fn the_quota_and_the_container_defaults_hold_for_a_runs_pods_and_come_back_when_
             )
             .await
             .expect("relabel the namespace");
+        let before = namespace_policy_check();
+        assert!(
+            before.contains("kubesu-heidi: ")
+                && before.contains("ResourceQuota kubesu-quota is missing")
+                && before.contains("label pod-security.kubernetes.io/enforce is missing")
+                && before.contains(&format!("label {} is \"someone-else\"", COST_CENTER.0)),
+            "kubesu check reports what was changed: {before}"
+        );
         let out = sudo_run("heidi", &["/usr/bin/true"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let after = namespace_policy_check();
+        assert!(!after.contains("kubesu-heidi: "), "repaired: {after}");
         let quota = quotas.get("kubesu-quota").await.expect("the quota is back");
         let hard = quota.spec.and_then(|s| s.hard).unwrap_or_default();
         assert_eq!(
@@ -113,7 +127,7 @@ fn the_quota_and_the_container_defaults_hold_for_a_runs_pods_and_come_back_when_
         let ns = namespaces.get("kubesu-heidi").await.expect("namespace");
         assert_eq!(
             label(&ns.metadata, "pod-security.kubernetes.io/enforce"),
-            Some("baseline")
+            Some("restricted")
         );
         assert_eq!(
             label(&ns.metadata, "pod-security.kubernetes.io/enforce-version"),
@@ -235,6 +249,19 @@ fn a_pod_in_another_namespace_cannot_reach_a_runs_pods() {
     });
 }
 
+/// The "namespace policy" row of `kubesu check --json`, as text.
+fn namespace_policy_check() -> String {
+    let out = output(&mut root_kubesu(&["check", "--json"]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("kubesu check --json ({e}): {}", stdout(&out)));
+    let rows = report["checks"].as_array().expect("rows");
+    let row = rows
+        .iter()
+        .find(|r| r["name"] == "namespace policy")
+        .unwrap_or_else(|| panic!("no namespace policy row: {report}"));
+    row.to_string()
+}
+
 fn pod(name: &str, image: &str, command: &[&str], namespace: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
@@ -244,11 +271,18 @@ fn pod(name: &str, image: &str, command: &[&str], namespace: &str) -> Pod {
             "restartPolicy": "Never",
             "automountServiceAccountToken": false,
             "terminationGracePeriodSeconds": 0,
+            // Pod Security "restricted" (the example config) holds for
+            // everybody's pods, an administrator's too.
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "c",
                 "image": image,
                 "imagePullPolicy": "Never",
                 "command": command,
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]},
+                },
             }],
         },
     }))

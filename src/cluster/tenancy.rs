@@ -15,7 +15,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ use super::{Cluster, api_failure, status_of};
 use crate::failure::{Failure, Result};
 use crate::policy::config::Config;
 use crate::policy::labels::MANAGED_BY;
-use crate::policy::tenancy::Resources;
+use crate::policy::tenancy::{self, Resources};
 
 /// kubesu's field manager: what it applies is recorded as its own, and a
 /// later apply by kubesu takes those fields back from whoever changed them.
@@ -234,5 +234,141 @@ where
              Grant kubesu's identity what `kubesu rbac` prints and check `kubesu check`"
         ))),
         Err(e) => Err(api_failure(&what, e)),
+    }
+}
+
+/// What differs between kubesu's namespaces and the config's policy:
+/// (namespaces looked at, each namespace that differs with what differs).
+/// One list per kind, by kubesu's label, whatever the number of namespaces.
+pub async fn drift(
+    cluster: &Cluster,
+    config: &Config,
+) -> Result<(usize, Vec<(String, Vec<String>)>)> {
+    let mine = ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
+    let quotas: Api<ResourceQuota> = Api::all(cluster.client.clone());
+    let ranges: Api<LimitRange> = Api::all(cluster.client.clone());
+    let isolations: Api<NetworkPolicy> = Api::all(cluster.client.clone());
+    let (namespaces, quotas, ranges, isolations) = tokio::join!(
+        cluster.call(
+            "listing kubesu's namespaces",
+            namespaces.list_metadata(&mine)
+        ),
+        cluster.call("listing kubesu's ResourceQuotas", quotas.list(&mine)),
+        cluster.call("listing kubesu's LimitRanges", ranges.list(&mine)),
+        cluster.call("listing kubesu's NetworkPolicies", isolations.list(&mine)),
+    );
+    let (quotas, ranges, isolations) = (quotas?, ranges?, isolations?);
+    let policy = &config.namespace;
+    let wanted_labels = namespace_labels(config);
+    let mut looked_at = 0;
+    let mut drifted = Vec::new();
+    for ns in namespaces?.items {
+        let Some(name) = ns.metadata.name.clone() else {
+            continue;
+        };
+        let adopted = policy.adopt.contains(&name);
+        if ns.metadata.deletion_timestamp.is_some() || (adopted && !policy.manage_adopted) {
+            continue;
+        }
+        looked_at += 1;
+        let mut problems = Vec::new();
+        let labels = ns.metadata.labels.unwrap_or_default();
+        for (key, value) in &wanted_labels {
+            match labels.get(key) {
+                Some(have) if have == value => {}
+                Some(have) => problems.push(format!("label {key} is {have:?}, not {value:?}")),
+                None => problems.push(format!("label {key} is missing")),
+            }
+        }
+        let named = |meta: &ObjectMeta, wanted: &str| {
+            meta.namespace.as_deref() == Some(name.as_str()) && meta.name.as_deref() == Some(wanted)
+        };
+        if let Some(hard) = &policy.quota {
+            match quotas.items.iter().find(|q| named(&q.metadata, QUOTA)) {
+                None => problems.push(format!("ResourceQuota {QUOTA} is missing")),
+                Some(q) => {
+                    let have = q.spec.as_ref().and_then(|s| s.hard.as_ref());
+                    problems.extend(differences(&format!("{QUOTA} hard"), hard, have));
+                }
+            }
+        }
+        if let Some(limits) = &policy.limits {
+            match ranges.items.iter().find(|r| named(&r.metadata, LIMITS)) {
+                None => problems.push(format!("LimitRange {LIMITS} is missing")),
+                Some(r) => {
+                    let item = r.spec.as_ref().and_then(|s| s.limits.first());
+                    for (what, wanted, have) in [
+                        (
+                            "default",
+                            &limits.default,
+                            item.and_then(|i| i.default.as_ref()),
+                        ),
+                        (
+                            "default_request",
+                            &limits.default_request,
+                            item.and_then(|i| i.default_request.as_ref()),
+                        ),
+                        ("max", &limits.max, item.and_then(|i| i.max.as_ref())),
+                    ] {
+                        problems.extend(differences(&format!("{LIMITS} {what}"), wanted, have));
+                    }
+                }
+            }
+        }
+        if policy.isolate {
+            let wanted = isolation(ObjectMeta::default()).spec;
+            match isolations
+                .items
+                .iter()
+                .find(|p| named(&p.metadata, ISOLATION))
+            {
+                None => problems.push(format!("NetworkPolicy {ISOLATION} is missing")),
+                Some(p) if p.spec != wanted => {
+                    problems.push(format!("NetworkPolicy {ISOLATION} was changed"))
+                }
+                Some(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            drifted.push((name, problems));
+        }
+    }
+    Ok((looked_at, drifted))
+}
+
+/// Quantities compared by amount: the API server writes them in its own
+/// canonical form ("0.5" comes back as "500m").
+fn differences(
+    what: &str,
+    wanted: &Resources,
+    have: Option<&BTreeMap<String, Quantity>>,
+) -> Vec<String> {
+    let empty = BTreeMap::new();
+    let have = have.unwrap_or(&empty);
+    let mut found = Vec::new();
+    for (name, quantity) in wanted {
+        match have.get(name.as_str()) {
+            Some(q) if same_amount(quantity.as_str(), &q.0) => {}
+            Some(q) => found.push(format!(
+                "{what} {} is {}, not {quantity}",
+                name.as_str(),
+                q.0
+            )),
+            None => found.push(format!("{what} {} is missing", name.as_str())),
+        }
+    }
+    for name in have.keys() {
+        if !wanted.keys().any(|w| w.as_str() == name) {
+            found.push(format!("{what} has {name}, which the config does not"));
+        }
+    }
+    found
+}
+
+fn same_amount(a: &str, b: &str) -> bool {
+    match (tenancy::amount(a), tenancy::amount(b)) {
+        (Some(a), Some(b)) => (a - b).abs() <= a.abs().max(b.abs()) * 1e-9,
+        _ => a == b,
     }
 }

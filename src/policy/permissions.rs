@@ -72,17 +72,19 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resources: &["resourcequotas", "limitranges"],
-        verbs: &["create", "patch"],
+        verbs: &["list", "create", "patch"],
         names: Names::Any,
         why: "apply [namespace] quota and limits to kubesu's namespaces at each run \
-              (server-side apply: a patch, authorized as a create when the object is absent)",
+              (server-side apply: a patch, authorized as a create when the object is absent); \
+              `kubesu check` compares them with the config",
     },
     Permission {
         group: "networking.k8s.io",
         resources: &["networkpolicies"],
-        verbs: &["create", "patch"],
+        verbs: &["list", "create", "patch"],
         names: Names::Any,
-        why: "apply the isolating NetworkPolicy ([namespace] isolate) at each run",
+        why: "apply the isolating NetworkPolicy ([namespace] isolate) at each run; \
+              `kubesu check` compares it with the config",
     },
     Permission {
         group: "",

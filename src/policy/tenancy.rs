@@ -148,6 +148,38 @@ impl Quantity {
     }
 }
 
+/// The amount a valid quantity stands for, for comparing two spellings of
+/// it (`kubesu check`); None for what `Quantity::parse` refuses.
+pub fn amount(text: &str) -> Option<f64> {
+    let quantity = Quantity::parse(text).ok()?;
+    let text = quantity.as_str();
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(end);
+    let number: f64 = number.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent => 10f64.powi(exponent[1..].parse().ok()?),
+    };
+    Some(number * scale)
+}
+
 fn is_exponent(suffix: &str) -> bool {
     suffix
         .strip_prefix(['e', 'E'])
@@ -268,6 +300,16 @@ mod tests {
             let err = Quantity::parse(bad).unwrap_err();
             assert!(err.contains("not a Kubernetes quantity"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn amounts_compare_spellings() {
+        assert_eq!(amount("500m"), amount("0.5"));
+        assert_eq!(amount("1Gi"), amount("1024Mi"));
+        assert_eq!(amount("1e3"), amount("1k"));
+        assert_eq!(amount("2"), Some(2.0));
+        assert_eq!(amount("1E-2"), Some(0.01));
+        assert_eq!(amount("1GB"), None);
     }
 
     #[test]

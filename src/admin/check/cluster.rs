@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use super::APPLY_RBAC;
 use super::report::{Report, Row};
 use crate::admin::rbac::ADMISSION_POLICY_NAMES;
-use crate::cluster::{Cluster, access};
+use crate::cluster::{Cluster, access, tenancy};
 use crate::failure::Failure;
 use crate::policy::config::Config;
 use crate::policy::permissions::{KUBESU_PERMISSIONS, Names, Permission, SPARK_PERMISSIONS};
@@ -64,6 +64,46 @@ pub async fn cluster_checks(report: &mut Report, config: &Config) {
     report.rows.extend(answers);
     report.rows.push(spark_role_row(&cluster, role).await);
     report.rows.push(admission_row(&cluster).await);
+    report
+        .rows
+        .push(namespace_policy_row(&cluster, config).await);
+}
+
+/// Whether kubesu's namespaces carry the config's Pod Security labels,
+/// quota, limits and isolation, as the API server holds them now.
+async fn namespace_policy_row(cluster: &Cluster, config: &Config) -> Row {
+    let name = "namespace policy";
+    let fix = "kubesu applies the policy again at the next run in each namespace named; to \
+               repair one now, run any allowed command there (e.g. `kubesu run --user USER -- \
+               /usr/bin/true`), or delete the namespace if it is no longer used";
+    let mut report = Report::default();
+    match tenancy::drift(cluster, config).await {
+        Ok((count, drifted)) if drifted.is_empty() => report.pass(
+            name,
+            format!("{count} namespace(s) of kubesu's match [namespace] and [objects]"),
+        ),
+        Ok((count, drifted)) => {
+            let shown: Vec<String> = drifted
+                .iter()
+                .take(5)
+                .map(|(ns, problems)| format!("{ns}: {}", problems.join(", ")))
+                .collect();
+            let more = drifted.len().saturating_sub(shown.len());
+            let more = if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            };
+            let failure = Failure::config(format!(
+                "{} of {count} namespace(s) differ from the config: {}{more}",
+                drifted.len(),
+                shown.join("; ")
+            ));
+            report.fail(name, failure, fix);
+        }
+        Err(failure) => report.fail(name, failure, APPLY_RBAC),
+    }
+    report.rows.remove(0)
 }
 
 const APPLY_ADMISSION: &str = "as a cluster administrator, apply `kubesu rbac --admission | kubectl apply -f -` \
