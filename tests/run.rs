@@ -800,3 +800,33 @@ async fn a_run_over_its_maximum_time_is_ended_and_revoked() {
     let run = record["run"].as_str().expect("run id");
     assert_eq!(run_objects("kubesu-alice", run).await, (0, 0), "revoked");
 }
+
+/// The record names each token minted for the run by its `jti` (where the
+/// cluster puts one: 1.29 and later), which the cluster's audit log records
+/// with every call the token made: kubesu's record and the cluster's join.
+#[test]
+fn the_record_names_the_runs_token_by_its_jti() {
+    let out = run_as(
+        "alice",
+        &[SH, "-c", "cat \"$(dirname \"$KUBECONFIG\")/token\""],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let token = stdout(&out);
+    let claims = {
+        use base64::Engine;
+        let payload = token.trim().split('.').nth(1).expect("a JWT");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .expect("base64url");
+        serde_json::from_slice::<serde_json::Value>(&json).expect("claims")
+    };
+    let record = run_record(&out);
+    match claims.get("jti") {
+        Some(jti) => assert_eq!(record["token_ids"], serde_json::json!([jti]), "{record}"),
+        None => assert!(record.get("token_ids").is_none(), "{record}"),
+    }
+    let run = record["run"].as_str().expect("run id");
+    let audited = audit_records(run);
+    let end = audited.last().expect("an end record in the audit file");
+    assert_eq!(end["token_ids"], record["token_ids"], "{end}");
+}

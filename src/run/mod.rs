@@ -137,6 +137,13 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         outcome
     });
     let renewals = renewal.as_ref().map_or(0, |r| r.renewed);
+    let token_ids: Vec<String> = prepared
+        .token
+        .id
+        .iter()
+        .chain(renewal.iter().flat_map(|r| &r.ids))
+        .cloned()
+        .collect();
 
     // Whatever happened since prepare: revoke.
     let revoked = runtime.block_on(revoke::revoke(
@@ -157,6 +164,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         revocation: Some(Revocation {
             token_expires: prepared.token.expires.clone(),
             token_renewals: renewals,
+            token_ids,
             revoked: revoked.is_ok(),
             phases_ms: clock.milliseconds(),
             signals_forwarded: supervised.map(|o| o.forwarded.clone()),

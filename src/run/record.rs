@@ -53,6 +53,10 @@ pub struct End {
 pub struct Revocation {
     pub token_expires: String,
     pub token_renewals: u32,
+    /// The `jti` of every token minted for the run, where the cluster puts
+    /// one: what its audit log calls the credential.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub token_ids: Vec<String>,
     pub revoked: bool,
     pub phases_ms: BTreeMap<&'static str, f64>,
     /// Only when the command ran.
@@ -186,6 +190,7 @@ mod tests {
             revocation: Some(Revocation {
                 token_expires: "2026-01-01T00:00:00Z".into(),
                 token_renewals: 0,
+                token_ids: Vec::new(),
                 revoked: true,
                 phases_ms: clock.milliseconds(),
                 signals_forwarded: Some(vec!["SIGTERM".into()]),

@@ -25,6 +25,8 @@ pub struct Renewal<'a> {
     /// The current token's expiry.
     expires: Timestamp,
     pub renewed: u32,
+    /// The `jti` of each renewed token, for the record.
+    pub ids: Vec<String>,
     next: Instant,
 }
 
@@ -38,6 +40,7 @@ impl<'a> Renewal<'a> {
             before,
             expires: expires.parse().ok()?,
             renewed: 0,
+            ids: Vec::new(),
             next: Instant::now(),
         };
         renewal.next = renewal.due_from_expiry();
@@ -74,6 +77,7 @@ impl<'a> Renewal<'a> {
         handover::refresh(of.runtime_dir, of.uid, of.gid, &credentials)?;
         self.expires = minted.expires.parse().unwrap_or(self.expires);
         self.renewed += 1;
+        self.ids.extend(minted.id);
         Ok(())
     }
 }
