@@ -160,6 +160,13 @@ pub struct RevokeArgs {
     /// Revoke every live run of this user.
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
+
+    /// End the runs' commands too, as at their maximum run time (TERM, a
+    /// grace period, KILL; the run exits 124). Only runs supervised on this
+    /// host can be ended from here; elsewhere only the credentials are
+    /// revoked.
+    #[arg(long)]
+    pub end: bool,
 }
 
 #[cfg(test)]

@@ -795,7 +795,7 @@ async fn a_run_over_its_maximum_time_is_ended_and_revoked() {
     );
     let record = run_record(&out);
     assert_eq!(record["status"], 124, "{record}");
-    assert_eq!(record["max_run_time_reached"], true, "{record}");
+    assert_eq!(record["ended_by"], "max_run_time", "{record}");
     assert_eq!(record["revoked"], true, "{record}");
     let run = record["run"].as_str().expect("run id");
     assert_eq!(run_objects("kubesu-alice", run).await, (0, 0), "revoked");
@@ -829,4 +829,49 @@ fn the_record_names_the_runs_token_by_its_jti() {
     let audited = audit_records(run);
     let end = audited.last().expect("an end record in the audit file");
     assert_eq!(end["token_ids"], record["token_ids"], "{end}");
+}
+
+/// `kubesu revoke --end`: the run's credentials are revoked and its command
+/// is ended the way a maximum run time ends it (a command that ignores TERM
+/// included), by the supervising kubesu, which exits 124.
+#[tokio::test]
+async fn revoke_end_ends_the_command_and_the_run() {
+    let mut child = sudo_kubesu(&[
+        "run",
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "trap '' TERM; echo \"$KUBESU_RUN_ID\"; sleep 300 & wait; sleep 300",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("kubesu run");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("run id");
+    let run = first.trim().to_string();
+    let revoked = output(&mut root_kubesu(&["revoke", "--end", &run]));
+    assert_eq!(revoked.status.code(), Some(0), "{}", stderr(&revoked));
+    assert!(
+        stdout(&revoked).contains("asked kubesu"),
+        "{}",
+        stdout(&revoked)
+    );
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().expect("kubesu run ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the run ended after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    let record = run_record(&out);
+    assert_eq!(record["ended_by"], "revoked", "{record}");
+    assert_eq!(record["revoked"], true, "{record}");
+    assert_eq!(run_objects("kubesu-alice", &run).await, (0, 0), "revoked");
 }

@@ -1,11 +1,14 @@
-//! `kubesu revoke RUN_ID | --user U`: end live runs' credentials now, from
-//! another terminal or the platform. The runs' commands keep running,
-//! without credentials.
+//! `kubesu revoke RUN_ID | --user U [--end]`: end live runs' credentials
+//! now, from another terminal or the platform. The runs' commands keep
+//! running without credentials, unless `--end` asks their supervising
+//! kubesu (on this host) to end them too.
 
 use std::path::Path;
 
+use crate::admin::liveness::{self, Here, State};
 use crate::admin::{self, Audience};
 use crate::cli::RevokeArgs;
+use crate::cluster::lease::Holder;
 use crate::cluster::{lease, namespace};
 use crate::failure::{Failure, Result};
 use crate::policy::identity::{RunId, RunIdentity};
@@ -13,10 +16,11 @@ use crate::policy::labels::{RUN_LABEL, USER_LABEL};
 use crate::policy::naming;
 use crate::run;
 use crate::run::revoke::Grant;
+use crate::sys::process;
+use crate::sys::signals::END_RUN;
 
-/// `kubesu revoke RUN_ID | --user U`: revoke live runs now. An
+/// `kubesu revoke RUN_ID | --user U [--end]`: revoke live runs now. An
 /// administrator may revoke any run; a sudo caller only the runs it started.
-/// The command keeps running, without credentials.
 pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
     let session = admin::open(config_path, "revoke", Audience::AdministratorsAndCallers)?;
     let (selector, what) = match (&args.run_id, &args.user) {
@@ -77,6 +81,9 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
             }
             continue;
         };
+        if args.end {
+            end_command(&lease.holder, &lease.run);
+        }
         // A per-run namespace is named from its run: deleting it is revoking.
         let per_run = session.runtime.block_on(namespace::is_run_namespace(
             cluster,
@@ -111,5 +118,29 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
     match failures.into_iter().next() {
         Some(first) => Err(first),
         None => Ok(0),
+    }
+}
+
+/// Ask the run's supervising kubesu to end its command (it revokes too,
+/// when the tree is gone). Only a lease held on this host, by the very
+/// process that took it (pid, start time and boot id), is signalled.
+fn end_command(holder: &Holder, run: &str) {
+    match liveness::judge(holder, &Here::now()) {
+        State::Live => match process::signal_if_same(holder.pid, holder.process_start, END_RUN) {
+            Ok(true) => out!("asked kubesu (pid {}) to end run {run}", holder.pid),
+            Ok(false) => out!("run {run}: its kubesu process has already ended"),
+            Err(e) => err!(
+                "kubesu: warning: cannot signal kubesu (pid {}) of run {run}: {e}; its \
+                 credentials are revoked, its command keeps running",
+                holder.pid
+            ),
+        },
+        State::LiveElsewhere => err!(
+            "kubesu: warning: run {run} is supervised on host {}: its credentials are revoked, \
+             but its command can only be ended there (`kubesu revoke --end {run}` on {})",
+            holder.host,
+            holder.host
+        ),
+        _ => out!("run {run}: its kubesu process has already ended"),
     }
 }

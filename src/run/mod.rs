@@ -32,7 +32,7 @@ use plan::Plan;
 use prepare::Prepared;
 use record::{Clock, End, Event, Record, Revocation};
 use renew::{Renewal, RenewalParts};
-use supervise::Chore;
+use supervise::{Chore, Ending};
 
 /// The run, end to end. Returns the command's exit status.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
@@ -124,13 +124,18 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
         let deadline = config.cluster.max_run_time.map(|t| started_at + t);
         let outcome = supervise::supervise(child, chore, deadline);
-        if outcome.out_of_time {
+        if let Some(ending) = outcome.ended_by {
+            let why = match ending {
+                Ending::MaxRunTime => format!(
+                    "reached its maximum run time ({}s, [cluster] max_run_time)",
+                    config.cluster.max_run_time.unwrap_or_default().as_secs()
+                ),
+                Ending::Revoked => "was ended by `kubesu revoke --end`".to_string(),
+            };
             err!(
-                "kubesu: run {} of user {} reached its maximum run time ({}s, [cluster] \
-                 max_run_time): the command was ended and the run revoked",
+                "kubesu: run {} of user {} {why}: the command was ended and the run revoked",
                 plan.identity.run,
-                who.user.name,
-                config.cluster.max_run_time.unwrap_or_default().as_secs()
+                who.user.name
             );
         }
         clock.done("supervise");
@@ -169,7 +174,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             phases_ms: clock.milliseconds(),
             signals_forwarded: supervised.map(|o| o.forwarded.clone()),
             stragglers_ended: supervised.map(|o| o.stragglers_ended),
-            max_run_time_reached: supervised.is_some_and(|o| o.out_of_time),
+            ended_by: supervised.and_then(|o| o.ended_by),
         }),
     });
     warn_all(audit::record(&audit_sink, &record));

@@ -64,9 +64,10 @@ pub struct Revocation {
     pub signals_forwarded: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stragglers_ended: Option<bool>,
-    /// Set when kubesu ended the command at `[cluster] max_run_time`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub max_run_time_reached: bool,
+    /// Why kubesu ended the command (`max_run_time`, `revoked`), when it
+    /// did not end by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<crate::run::supervise::Ending>,
 }
 
 impl Record {
@@ -195,7 +196,7 @@ mod tests {
                 phases_ms: clock.milliseconds(),
                 signals_forwarded: Some(vec!["SIGTERM".into()]),
                 stragglers_ended: Some(false),
-                max_run_time_reached: false,
+                ended_by: None,
             }),
         });
         let ended = keys(&record);

@@ -1,8 +1,8 @@
 //! The supervising parent: root, small and idle. It sleeps in sigtimedwait,
 //! forwards signals to the command's process group, and when the command
 //! ends, ends what is left of its tree (TERM, a grace period, KILL) and
-//! reaps it all. At the run's deadline (`[cluster] max_run_time`) it ends
-//! the command itself, the same way.
+//! reaps it all. At the run's deadline (`[cluster] max_run_time`), or when
+//! `kubesu revoke --end` asks, it ends the command itself, the same way.
 
 use std::time::{Duration, Instant};
 
@@ -20,13 +20,22 @@ pub struct Outcome {
     /// Processes of the tree still running after the command exited, that
     /// kubesu had to end.
     pub stragglers_ended: bool,
-    /// The command did not end by itself: kubesu ended it at the run's
-    /// deadline.
-    pub out_of_time: bool,
+    /// Why kubesu ended the command, when the command did not end by itself.
+    pub ended_by: Option<Ending>,
 }
 
-/// The status of a run kubesu ended at its deadline, as timeout(1) exits.
-pub const OUT_OF_TIME_STATUS: i32 = 124;
+/// Why kubesu ended a run's command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// `[cluster] max_run_time` passed.
+    MaxRunTime,
+    /// `kubesu revoke --end` asked.
+    Revoked,
+}
+
+/// The status of a run kubesu ended, as timeout(1) exits.
+pub const ENDED_STATUS: i32 = 124;
 
 /// Something the parent does at a given time while the command runs (the
 /// token renewal): between two of them it sleeps.
@@ -47,7 +56,7 @@ pub fn supervise(
     deadline: Option<Instant>,
 ) -> Outcome {
     let mut forwarded = Vec::new();
-    let mut out_of_time = false;
+    let mut ended_by = None;
     let status = loop {
         let next = chore
             .as_ref()
@@ -62,14 +71,18 @@ pub fn supervise(
                     break status;
                 }
             }
+            Some(signals::END_RUN) => {
+                ended_by = Some(Ending::Revoked);
+                break ENDED_STATUS;
+            }
             Some(signal) => {
                 process::forward(child, signal);
                 forwarded.push(signal.as_str().to_string());
             }
             // No renewal after the deadline: the tree is ended below.
             None if deadline.is_some_and(|d| d <= Instant::now()) => {
-                out_of_time = true;
-                break OUT_OF_TIME_STATUS;
+                ended_by = Some(Ending::MaxRunTime);
+                break ENDED_STATUS;
             }
             None => {
                 if let Some(chore) = chore.as_deref_mut()
@@ -84,8 +97,8 @@ pub fn supervise(
     Outcome {
         status,
         forwarded,
-        stragglers_ended: stragglers_ended && !out_of_time,
-        out_of_time,
+        stragglers_ended: stragglers_ended && ended_by.is_none(),
+        ended_by,
     }
 }
 

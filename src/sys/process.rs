@@ -80,6 +80,49 @@ pub fn forward(group: Pid, signal: Signal) {
     let _ = killpg(group, signal);
 }
 
+/// Signal the process `pid` only if it is still the one that started at
+/// `start` (clock ticks since boot): the pid is pinned with a pidfd first,
+/// then its start time read, then the signal sent through the pidfd, so a
+/// pid reused in between is never signalled. Ok(false) when it is gone.
+pub fn signal_if_same(pid: u32, start: u64, signal: Signal) -> std::io::Result<bool> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let Ok(raw_pid) = nix::libc::pid_t::try_from(pid) else {
+        return Ok(false);
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, raw_pid, 0) };
+    if fd < 0 {
+        let error = std::io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(nix::libc::ESRCH) => Ok(false),
+            _ => Err(error),
+        };
+    }
+    // SAFETY: the syscall just returned this descriptor, owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if start_time(pid) != Some(start) {
+        return Ok(false);
+    }
+    // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.
+    let sent = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as i32,
+            std::ptr::null::<nix::libc::siginfo_t>(),
+            0,
+        )
+    };
+    if sent < 0 {
+        let error = std::io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(nix::libc::ESRCH) => Ok(false),
+            _ => Err(error),
+        };
+    }
+    Ok(true)
+}
+
 /// The start time of a process in clock ticks since boot (field 22 of
 /// /proc/PID/stat): with the boot id it tells a live process from a reused pid.
 pub fn start_time(pid: u32) -> Option<u64> {

@@ -18,12 +18,18 @@ pub const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
+/// Not forwarded: asks the supervising kubesu to end its run as at its
+/// maximum run time. `kubesu revoke --end` sends it; only root can signal
+/// kubesu (sudo relays it from its caller, who may end its own run anyway).
+pub const END_RUN: Signal = Signal::SIGALRM;
+
 fn watched() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
+    set.add(END_RUN);
     set
 }
 
