@@ -63,6 +63,14 @@ pub struct Revocation {
     /// Set when kubesu ended the command at `[cluster] max_run_time`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub max_run_time_reached: bool,
+    /// The drivers' logs kept before revocation deleted their pods
+    /// ([spark] driver_logs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub driver_logs: Vec<PathBuf>,
+    /// What went wrong without failing the run (a log that could not be
+    /// kept), one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Record {
@@ -190,6 +198,9 @@ mod tests {
                 phases_ms: clock.milliseconds(),
                 signals_forwarded: Some(vec!["SIGTERM".into()]),
                 stragglers_ended: Some(false),
+                max_run_time_reached: true,
+                driver_logs: vec!["/var/log/kubesu-drivers/abcdefgh234567ab.log".into()],
+                warnings: vec!["a log could not be kept".into()],
             }),
         });
         let ended = keys(&record);
@@ -201,6 +212,9 @@ mod tests {
             "phases_ms",
             "signals_forwarded",
             "stragglers_ended",
+            "max_run_time_reached",
+            "driver_logs",
+            "warnings",
         ] {
             assert!(ended.contains(&key.to_string()), "{key}: {ended:?}");
         }

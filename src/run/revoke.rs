@@ -4,6 +4,7 @@
 //! per-run namespace is deleted whole. Retried with backoff for a bounded
 //! time, then left to `gc`: loudly, never silently.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, lease, leftovers, namespace};
@@ -24,18 +25,36 @@ pub struct Grant {
 
 /// Revoke `grant`, retrying transient failures until `deadline` has passed.
 pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Result<()> {
+    revoke_after(cluster, grant, deadline, async {}).await.0
+}
+
+/// `revoke`, with `first` done before any pod or per-run namespace of the
+/// run is deleted (the drivers' logs are read then), while the lease (the
+/// token) already goes. `first` must bound its own time: it counts in the
+/// deadline.
+pub async fn revoke_after<T>(
+    cluster: &Cluster,
+    grant: &Grant,
+    deadline: Duration,
+    first: impl Future<Output = T>,
+) -> (Result<()>, T) {
     let id = &grant.identity;
     let started = Instant::now();
+    let (released, done) = tokio::join!(
+        lease::release(cluster, &id.namespace, &id.service_account),
+        first
+    );
+    let lease_left = released.is_err();
     let mut pause = Duration::from_millis(100);
-    loop {
-        let attempt = revoke_once(cluster, grant).await;
+    let revoked = loop {
+        let attempt = revoke_once(cluster, grant, lease_left).await;
         match attempt {
-            Ok(()) => return Ok(()),
+            Ok(()) => break Ok(()),
             // Only an unavailable API server is worth waiting for.
             Err(failure)
                 if failure.code != Code::Unavailable || started.elapsed() + pause >= deadline =>
             {
-                return Err(Failure::new(
+                break Err(Failure::new(
                     failure.code,
                     format!(
                         "revoking run {} (ServiceAccount {}/{}) failed after {}s: {failure}. Its token expires \
@@ -52,14 +71,21 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
-    }
+    };
+    (revoked, done)
 }
 
-/// One concurrent round: the lease (ServiceAccount first in meaning: it
-/// kills the token), the per-run namespace, Spark's leftovers.
-async fn revoke_once(cluster: &Cluster, grant: &Grant) -> Result<()> {
+/// One concurrent round: the lease unless it is known gone (ServiceAccount
+/// first in meaning: it kills the token), the per-run namespace, Spark's
+/// leftovers.
+async fn revoke_once(cluster: &Cluster, grant: &Grant, lease_left: bool) -> Result<()> {
     let id = &grant.identity;
-    let account = lease::release(cluster, &id.namespace, &id.service_account);
+    let account = async {
+        match lease_left {
+            true => lease::release(cluster, &id.namespace, &id.service_account).await,
+            false => Ok(()),
+        }
+    };
     let space = async {
         match grant.per_run_namespace {
             true => namespace::delete(cluster, &id.namespace).await,
