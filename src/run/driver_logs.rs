@@ -338,6 +338,11 @@ mod tests {
         crate::sys::require_root();
         // Below /tmp (world-writable), so through the RootDir alone.
         let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
         let dir = tmp.path().join("drivers");
         let fd = DIRECTORY.ensure(&dir).expect("directory");
         let meta = std::fs::metadata(&dir).expect("stat");
@@ -352,8 +357,26 @@ mod tests {
             ],
         )
         .expect("ACL");
-        let meta = std::fs::metadata(dir.join("abcdefgh234567ab.log")).expect("stat");
+        std::io::Write::write_all(&mut &file, b"driver said\n").expect("write");
+        let log = dir.join("abcdefgh234567ab.log");
+        let meta = std::fs::metadata(&log).expect("stat");
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o640));
+        // The named readers read it; another user does not, even in the
+        // owning group.
+        for (uid, gid, may) in [(1234, 1234, true), (1235, 0, true), (1236, 0, false)] {
+            let read = std::process::Command::new("setpriv")
+                .args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--clear-groups",
+                    "cat",
+                ])
+                .arg(&log)
+                .output()
+                .expect("setpriv");
+            assert_eq!(read.status.success(), may, "uid {uid}: {read:?}");
+            assert_eq!(read.stdout, if may { &b"driver said\n"[..] } else { b"" });
+        }
         // A second log of the same name is refused, not overwritten; a
         // planted link is refused, not followed.
         assert!(fs::create_new_at(&fd, "abcdefgh234567ab.log", FILE_MODE).is_err());
