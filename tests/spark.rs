@@ -1403,7 +1403,8 @@ mod on_a_node {
         let record = run_record(&output);
         assert_eq!(record["revoked"], true, "{record}");
         assert_revoked(&admin, &record, &seen).await;
-        assert_driver_log_kept(&record, &["NoSuchMain"]);
+        // SparkSubmit in the driver pod logs this for a missing main class.
+        assert_driver_log_kept(&record, &["Failed to load class", "org.example.NoSuchMain"]);
     }
 
     /// The end record names the driver's log, kept where the example config
