@@ -142,17 +142,19 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     // Whatever happened since prepare: revoke, keeping the drivers' logs
     // before their pods go.
     let keeping = driver_log_keeping(&config, &who, &prepared.grant);
-    let (revoked, kept) = runtime.block_on(revoke::revoke_after(
-        &cluster,
-        &prepared.grant,
-        config.cluster.revoke_timeout,
-        async {
-            match &keeping {
-                Some(keeping) => driver_logs::keep(&cluster, keeping).await,
-                None => driver_logs::Kept::default(),
+    let (grant, deadline) = (&prepared.grant, config.cluster.revoke_timeout);
+    let (revoked, kept) = runtime.block_on(async {
+        match &keeping {
+            Some(keeping) => {
+                let logs = driver_logs::keep(&cluster, keeping);
+                revoke::revoke_after(&cluster, grant, deadline, logs).await
             }
-        },
-    ));
+            None => (
+                revoke::revoke(&cluster, grant, deadline).await,
+                driver_logs::Kept::default(),
+            ),
+        }
+    });
     let removed = handover::remove(&config.runtime.dir, &plan.identity.run);
     clock.done("revoke");
 

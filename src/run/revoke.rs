@@ -25,7 +25,7 @@ pub struct Grant {
 
 /// Revoke `grant`, retrying transient failures until `deadline` has passed.
 pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Result<()> {
-    revoke_after(cluster, grant, deadline, async {}).await.0
+    retry(cluster, grant, deadline, Instant::now(), true).await
 }
 
 /// `revoke`, with `first` done before any pod or per-run namespace of the
@@ -44,17 +44,30 @@ pub async fn revoke_after<T>(
         lease::release(cluster, &id.namespace, &id.service_account),
         first
     );
-    let lease_left = released.is_err();
+    let revoked = retry(cluster, grant, deadline, started, released.is_err()).await;
+    (revoked, done)
+}
+
+/// Revocation rounds from `started` on, the lease in them only if
+/// `lease_left`, until one succeeds or `deadline` has passed.
+async fn retry(
+    cluster: &Cluster,
+    grant: &Grant,
+    deadline: Duration,
+    started: Instant,
+    lease_left: bool,
+) -> Result<()> {
+    let id = &grant.identity;
     let mut pause = Duration::from_millis(100);
-    let revoked = loop {
+    loop {
         let attempt = revoke_once(cluster, grant, lease_left).await;
         match attempt {
-            Ok(()) => break Ok(()),
+            Ok(()) => return Ok(()),
             // Only an unavailable API server is worth waiting for.
             Err(failure)
                 if failure.code != Code::Unavailable || started.elapsed() + pause >= deadline =>
             {
-                break Err(Failure::new(
+                return Err(Failure::new(
                     failure.code,
                     format!(
                         "revoking run {} (ServiceAccount {}/{}) failed after {}s: {failure}. Its token expires \
@@ -71,8 +84,7 @@ pub async fn revoke_after<T>(
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
-    };
-    (revoked, done)
+    }
 }
 
 /// One concurrent round: the lease unless it is known gone (ServiceAccount
