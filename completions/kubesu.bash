@@ -295,7 +295,7 @@ _kubesu() {
             return 0
             ;;
         kubesu__subcmd__revoke)
-            opts="-h -V --user --config --help --version"
+            opts="-h -V --user --end --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

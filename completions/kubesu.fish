@@ -29,7 +29,7 @@ complete -c kubesu -n "__fish_kubesu_needs_command" -s h -l help -d 'Print help'
 complete -c kubesu -n "__fish_kubesu_needs_command" -s V -l version -d 'Print version'
 complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "run" -d 'Run COMMAND as --user with credentials for this run only: authorize, prepare the namespace, ServiceAccount, RoleBinding and token, hand them over in a private directory, drop privileges, run, then revoke'
 complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "shell" -d 'Start the user\'s login shell with the run\'s credentials, for debugging from a terminal; revoked when the shell exits'
-complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "gc" -d 'Remove what crashed runs left behind: expired or ownerless leases, Spark leftovers, per-run namespaces, stale run directories. For cron'
+complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "gc" -d 'Remove what crashed runs left behind: expired or ownerless leases, Spark leftovers, per-run namespaces, stale run directories; and kept driver logs past their retention. For cron'
 complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "list" -d 'List live leases: user, namespace, age, expiry, host, pid'
 complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "revoke" -d 'Revoke a run\'s credentials now, by run id or for every run of a user'
 complete -c kubesu -n "__fish_kubesu_needs_command" -f -a "check" -d 'Check the configuration, file modes, the cluster and kubesu\'s own permissions; exit 0 only when everything holds'
@@ -65,6 +65,7 @@ complete -c kubesu -n "__fish_kubesu_using_subcommand list" -s h -l help -d 'Pri
 complete -c kubesu -n "__fish_kubesu_using_subcommand list" -s V -l version -d 'Print version'
 complete -c kubesu -n "__fish_kubesu_using_subcommand revoke" -l user -d 'Revoke every live run of this user' -r
 complete -c kubesu -n "__fish_kubesu_using_subcommand revoke" -l config -d 'Configuration file. Honoured only for root callers that did not come through sudo: a sudo caller cannot choose its own policy' -r -F
+complete -c kubesu -n "__fish_kubesu_using_subcommand revoke" -l end -d 'End the runs\' commands too, as at their maximum run time (TERM, a grace period, KILL; the run exits 124). Only runs supervised on this host can be ended from here; elsewhere only the credentials are revoked'
 complete -c kubesu -n "__fish_kubesu_using_subcommand revoke" -s h -l help -d 'Print help'
 complete -c kubesu -n "__fish_kubesu_using_subcommand revoke" -s V -l version -d 'Print version'
 complete -c kubesu -n "__fish_kubesu_using_subcommand check" -l config -d 'Configuration file. Honoured only for root callers that did not come through sudo: a sudo caller cannot choose its own policy' -r -F
@@ -79,7 +80,7 @@ complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -s h -l help -d 'Pri
 complete -c kubesu -n "__fish_kubesu_using_subcommand rbac" -s V -l version -d 'Print version'
 complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "run" -d 'Run COMMAND as --user with credentials for this run only: authorize, prepare the namespace, ServiceAccount, RoleBinding and token, hand them over in a private directory, drop privileges, run, then revoke'
 complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "shell" -d 'Start the user\'s login shell with the run\'s credentials, for debugging from a terminal; revoked when the shell exits'
-complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "gc" -d 'Remove what crashed runs left behind: expired or ownerless leases, Spark leftovers, per-run namespaces, stale run directories. For cron'
+complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "gc" -d 'Remove what crashed runs left behind: expired or ownerless leases, Spark leftovers, per-run namespaces, stale run directories; and kept driver logs past their retention. For cron'
 complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "list" -d 'List live leases: user, namespace, age, expiry, host, pid'
 complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "revoke" -d 'Revoke a run\'s credentials now, by run id or for every run of a user'
 complete -c kubesu -n "__fish_kubesu_using_subcommand help; and not __fish_seen_subcommand_from run shell gc list revoke check rbac help" -f -a "check" -d 'Check the configuration, file modes, the cluster and kubesu\'s own permissions; exit 0 only when everything holds'

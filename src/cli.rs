@@ -29,7 +29,8 @@ pub enum Mode {
     /// from a terminal; revoked when the shell exits.
     Shell(ShellArgs),
     /// Remove what crashed runs left behind: expired or ownerless leases,
-    /// Spark leftovers, per-run namespaces, stale run directories. For cron.
+    /// Spark leftovers, per-run namespaces, stale run directories; and kept
+    /// driver logs past their retention. For cron.
     Gc(GcArgs),
     /// List live leases: user, namespace, age, expiry, host, pid.
     List(OutputArgs),

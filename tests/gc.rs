@@ -449,3 +449,73 @@ async fn revoke_kills_a_live_runs_credentials_at_once() {
     assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// [spark] driver_logs in the example config the tests install.
+const DRIVER_LOGS: &str = "/var/log/kubesu-drivers";
+
+/// A driver log as a run's revocation leaves it, last modified `age` ago.
+fn driver_log(run: &str, age: Duration) -> std::path::PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    // As kubesu makes it at the first kept log.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(DRIVER_LOGS)
+        .expect("driver log directory");
+    std::fs::set_permissions(DRIVER_LOGS, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    let path = std::path::Path::new(DRIVER_LOGS).join(format!("{run}.log"));
+    let file = std::fs::File::create(&path).expect("create driver log");
+    file.set_modified(std::time::SystemTime::now() - age)
+        .expect("set mtime");
+    path
+}
+
+#[tokio::test]
+async fn driver_logs_older_than_their_retention_are_removed_and_younger_ones_kept() {
+    let _serial = serial().await;
+    install();
+    let config = &config_variant(
+        "gc-short-retention",
+        &[(
+            "driver_log_retention = \"7d\"",
+            "driver_log_retention = \"1h\"",
+        )],
+    );
+    let (old, fresh) = (fake_run('o'), fake_run('f'));
+    let old_log = driver_log(&old, Duration::from_secs(2 * 3600));
+    let fresh_log = driver_log(&fresh, Duration::from_secs(60));
+    let removal = |actions: &[serde_json::Value], run: &str| {
+        actions
+            .iter()
+            .find(|a| a["run"] == run && a["what"] == "driver-log")
+            .cloned()
+    };
+
+    let dry = output(&mut root_kubesu(&[
+        "gc",
+        "--json",
+        "--dry-run",
+        "--config",
+        config,
+    ]));
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let planned = gc_actions(&dry);
+    let would = removal(&planned, &old).unwrap_or_else(|| panic!("{planned:?}"));
+    assert_eq!(would["path"], old_log.display().to_string(), "{would}");
+    assert!(removal(&planned, &fresh).is_none(), "{planned:?}");
+    assert!(old_log.exists(), "a dry run removes nothing");
+
+    let out = output(&mut root_kubesu(&["gc", "--json", "--config", config]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let done = gc_actions(&out);
+    let removed = removal(&done, &old).unwrap_or_else(|| panic!("{done:?}"));
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert!(
+        !old_log.exists(),
+        "{} outlived its retention",
+        old_log.display()
+    );
+    assert!(removal(&done, &fresh).is_none(), "{done:?}");
+    assert!(fresh_log.exists(), "a young log is kept");
+    std::fs::remove_file(&fresh_log).expect("clean up");
+}

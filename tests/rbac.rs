@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::proxy::{FaultProxy, Request, api_port};
 use common::*;
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Service, ServicePort, ServiceSpec};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
@@ -153,6 +153,71 @@ async fn leftover_service(namespace: &str, run: &str) {
         .expect("create leftover Service");
 }
 
+/// A spark-submit (by the config) that prints its run id and waits: the
+/// test makes the run's driver pod meanwhile.
+const FAKE_SPARK_SUBMIT: &str = "/etc/kubesu/test-fake-spark-submit";
+
+/// A run of FAKE_SPARK_SUBMIT for alice with a pod labelled as its driver
+/// (as Spark labels one): revocation reads its log before deleting it. The
+/// pod never starts (its image is absent), so the read fails; it is the
+/// request that counts here.
+async fn run_with_a_driver_pod(config: &str) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(
+        FAKE_SPARK_SUBMIT,
+        "#!/bin/sh\necho \"$KUBESU_RUN_ID\"\nexec /usr/bin/sleep 4\n",
+    )
+    .expect("write the fake spark-submit");
+    std::fs::set_permissions(FAKE_SPARK_SUBMIT, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let mut child = root_kubesu(&[
+        "run",
+        "--config",
+        config,
+        "--user",
+        "alice",
+        "--",
+        FAKE_SPARK_SUBMIT,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start the run");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the run id");
+    let run = line.trim();
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("spark-{run}-driver")),
+            labels: Some(BTreeMap::from([
+                ("kubesu.io/run".to_string(), run.to_string()),
+                ("spark-role".to_string(), "driver".to_string()),
+            ])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            service_account_name: Some(format!("kubesu-alice-{run}")),
+            containers: vec![Container {
+                name: "spark-kubernetes-driver".into(),
+                image: Some("kubesu.test/absent:0".into()),
+                image_pull_policy: Some("Never".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Api::<Pod>::namespaced(admin_client().await, "kubesu-alice")
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create the driver pod");
+    let out = child.wait_with_output().expect("wait for the run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 fn ok(command: &mut std::process::Command) {
     let out = output(command);
     assert_eq!(
@@ -178,7 +243,13 @@ async fn kubesu_rbac_grants_exactly_what_kubesu_calls() {
         "token_ttl = \"1h\"",
         "token_ttl = \"10m\"\nrenew_before = \"599\"",
     );
-    let per_user = proxy.config_variant("rbac-per-user", &[spark, renew]);
+    let driver = (
+        "[[command]]\npath = \"/usr/bin/id\"",
+        &*format!(
+            "[[command]]\npath = \"{FAKE_SPARK_SUBMIT}\"\nspark_submit = true\n\n[[command]]\npath = \"/usr/bin/id\""
+        ),
+    );
+    let per_user = proxy.config_variant("rbac-per-user", &[spark, renew, driver]);
     let per_run = proxy.config_variant(
         "rbac-per-run",
         &[
@@ -199,6 +270,8 @@ async fn kubesu_rbac_grants_exactly_what_kubesu_calls() {
     run(&per_user, &["/usr/bin/true"]);
     run(&per_user, &["/usr/bin/sleep", "3"]);
     run(&per_run, &["/usr/bin/true"]);
+    // A run whose "driver" pod is there at revocation: its log is kept.
+    run_with_a_driver_pod(&per_user).await;
 
     let dead_run = "zzzzzzzzzzzzzzzz";
     leftover_service("kubesu-alice", dead_run).await;

@@ -38,6 +38,8 @@ const NO_PULL: &str = "spark.kubernetes.container.image.pullPolicy=Never";
 const SPARK_PI: &str = "org.apache.spark.examples.SparkPi";
 const EXAMPLES_JAR: &str = "local:///opt/spark/examples/jars/spark-examples_2.12-3.5.0.jar";
 const RUN_LABEL: &str = "kubesu.io/run";
+/// [spark] driver_logs in the example config the tests install.
+const DRIVER_LOGS: &str = "/var/log/kubesu-drivers";
 
 /// How long one spark-submit may take to do what the test waits for (a JVM
 /// start and a few API calls: about 4 s on an idle machine).
@@ -1401,5 +1403,62 @@ mod on_a_node {
         let record = run_record(&output);
         assert_eq!(record["revoked"], true, "{record}");
         assert_revoked(&admin, &record, &seen).await;
+        // SparkSubmit in the driver pod logs this for a missing main class.
+        assert_driver_log_kept(&record, &["Failed to load class", "org.example.NoSuchMain"]);
+    }
+
+    /// The end record names the driver's log, kept where the example config
+    /// says ([spark] driver_logs): a root-owned file named by the run,
+    /// holding what the driver printed (`says`), readable by the end user
+    /// (alice) and the platform that called (kubesu-svc), and by no other
+    /// user (bob).
+    fn assert_driver_log_kept(record: &serde_json::Value, says: &[&str]) {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::process::CommandExt;
+        let run = record_str(record, "run");
+        let expected = format!("{DRIVER_LOGS}/{run}.log");
+        assert_eq!(
+            record["driver_logs"],
+            serde_json::json!([expected]),
+            "the end record lists the kept driver log: {record}"
+        );
+        let meta = std::fs::symlink_metadata(&expected)
+            .unwrap_or_else(|e| panic!("driver log {expected}: {e}"));
+        assert!(meta.is_file(), "{expected} is a regular file");
+        // Owner and group root; the group bits show the ACL's mask (r--):
+        // alice and kubesu-svc read it through ACL entries of their own.
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 0, 0o640),
+            "{expected}: owner, group and mode"
+        );
+        let text = std::fs::read_to_string(&expected).expect("read the driver log as root");
+        for part in says {
+            assert!(
+                text.contains(part),
+                "{expected} has the driver's {part:?}:\n{text}"
+            );
+        }
+        for (user, may) in [("alice", true), (SERVICE_USER, true), ("bob", false)] {
+            let (uid, gid) = ids_of(user);
+            let read = output(
+                std::process::Command::new("/usr/bin/cat")
+                    .arg(&expected)
+                    .env_clear()
+                    .current_dir("/")
+                    .uid(uid)
+                    // As root, std also drops the supplementary groups.
+                    .gid(gid),
+            );
+            assert_eq!(
+                read.status.success(),
+                may,
+                "{user} reads {expected}: {}",
+                stderr(&read)
+            );
+            if may {
+                assert_eq!(stdout(&read), text, "{user} reads the whole log");
+            }
+        }
     }
 }

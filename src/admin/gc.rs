@@ -3,7 +3,8 @@
 //! (boot id and start time, not just the pid). Whatever carries the run id of
 //! a run with no live lease goes too: Spark's leftovers, RoleBindings, per-run
 //! namespaces, run directories. Live runs are never touched; running it twice,
-//! or beside itself, or beside runs, is safe.
+//! or beside itself, or beside runs, is safe. Kept driver logs go when they
+//! are older than [spark] driver_log_retention.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,7 +20,7 @@ use crate::cli::GcArgs;
 use crate::cluster::leftovers::{self, Kind};
 use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
-use crate::run::{handover, runtime_dir};
+use crate::run::{driver_logs, handover, runtime_dir};
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of
 /// leases does not flood the API server.
@@ -47,6 +48,9 @@ enum Garbage {
     RunDirectory {
         path: String,
     },
+    DriverLog {
+        path: String,
+    },
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -63,15 +67,22 @@ struct Action {
 
 pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
     let session = admin::open(config_path, "gc", Audience::Administrators)?;
-    let runtime_dir = session.config.runtime.dir.clone();
+    let places = Places {
+        runtime_dir: &session.config.runtime.dir,
+        driver_logs: session.config.spark.driver_logs.as_deref(),
+    };
     let grace = session.config.cluster.request_timeout * 3;
     let mut actions = session
         .runtime
-        .block_on(find(&session.cluster, &runtime_dir, grace))?;
+        .block_on(find(&session.cluster, &places, grace))?;
+    if let Some(dir) = places.driver_logs {
+        let retention = session.config.spark.driver_log_retention;
+        actions.extend(old_driver_logs(dir, retention)?);
+    }
     if !args.dry_run {
         actions = session
             .runtime
-            .block_on(remove(&session.cluster, &runtime_dir, actions));
+            .block_on(remove(&session.cluster, &places, actions));
     }
     let failed = actions.iter().filter(|a| a.error.is_some()).count();
     if args.output.json {
@@ -103,6 +114,7 @@ fn print_action(action: &Action, dry_run: bool) {
         Garbage::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
         Garbage::Namespace { name } => format!("per-run namespace {name}"),
         Garbage::RunDirectory { path } => format!("run directory {path}"),
+        Garbage::DriverLog { path } => format!("driver log {path}"),
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     match &action.error {
@@ -118,7 +130,8 @@ fn print_action(action: &Action, dry_run: bool) {
 /// run that starts while gc runs has its lease in the later list, so none of
 /// its objects is taken for an orphan. Per-run namespaces come before the
 /// lease in a run, so young ones get a grace period instead.
-async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<Vec<Action>> {
+async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result<Vec<Action>> {
+    let runtime_dir = places.runtime_dir;
     let (spark, namespaces, bindings) = tokio::join!(
         leftovers::list_all(cluster),
         namespace::list_per_run(cluster),
@@ -190,6 +203,28 @@ async fn find(cluster: &Cluster, runtime_dir: &Path, grace: Duration) -> Result<
     Ok(actions)
 }
 
+/// Where gc looks on this host, from the config.
+struct Places<'a> {
+    runtime_dir: &'a Path,
+    driver_logs: Option<&'a Path>,
+}
+
+/// Kept driver logs past their retention: by age alone, a run's log is
+/// written once, as the run ends.
+fn old_driver_logs(dir: &Path, retention: Duration) -> Result<Vec<Action>> {
+    let reason = format!(
+        "older than [spark] driver_log_retention ({}s)",
+        retention.as_secs()
+    );
+    Ok(driver_logs::expired(dir, retention)?
+        .into_iter()
+        .map(|log| {
+            let path = dir.join(&log.name).display().to_string();
+            Action::new(Garbage::DriverLog { path }, log.run.as_str(), &reason)
+        })
+        .collect())
+}
+
 impl Action {
     /// Found, not yet removed.
     fn new(garbage: Garbage, run: &str, reason: &str) -> Action {
@@ -203,10 +238,10 @@ impl Action {
     }
 }
 
-async fn remove(cluster: &Cluster, runtime_dir: &Path, actions: Vec<Action>) -> Vec<Action> {
+async fn remove(cluster: &Cluster, places: &Places<'_>, actions: Vec<Action>) -> Vec<Action> {
     futures::stream::iter(actions)
         .map(|mut action| async move {
-            let result = remove_one(cluster, runtime_dir, &action).await;
+            let result = remove_one(cluster, places, &action).await;
             action.removed = Some(result.is_ok());
             action.error = result.err().map(|e| e.message);
             action
@@ -216,7 +251,7 @@ async fn remove(cluster: &Cluster, runtime_dir: &Path, actions: Vec<Action>) -> 
         .await
 }
 
-async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> Result<()> {
+async fn remove_one(cluster: &Cluster, places: &Places<'_>, action: &Action) -> Result<()> {
     match &action.garbage {
         Garbage::Lease {
             namespace,
@@ -231,7 +266,13 @@ async fn remove_one(cluster: &Cluster, runtime_dir: &Path, action: &Action) -> R
         Garbage::Namespace { name } => namespace::delete(cluster, name).await,
         Garbage::RunDirectory { .. } => {
             let run = crate::policy::identity::RunId::parse(&action.run)?;
-            handover::remove(runtime_dir, &run)
+            handover::remove(places.runtime_dir, &run)
         }
+        Garbage::DriverLog { path } => match (places.driver_logs, Path::new(path).file_name()) {
+            (Some(dir), Some(name)) => driver_logs::remove(dir, name),
+            _ => Err(Failure::software(format!(
+                "driver log {path} is not in [spark] driver_logs: please report this bug"
+            ))),
+        },
     }
 }

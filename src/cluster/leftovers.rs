@@ -1,18 +1,21 @@
 //! What Spark leaves in a namespace: driver and executor pods, the driver's
 //! Service, ConfigMaps and volume claims, all carrying the run's label
 //! (kubesu forces it on spark-submit). A client-mode driver that dies does
-//! not delete its executors; kubesu does, at revocation and in `gc`.
+//! not delete its executors; kubesu does, at revocation and in `gc`. A
+//! cluster-mode driver's log is read before its pod goes.
 
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, LogParams};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use super::Cluster;
 use crate::failure::Result;
-use crate::policy::labels::{self, APP_ID_PREFIX, APP_SELECTOR_LABEL, RUN_LABEL};
+use crate::policy::labels::{
+    self, APP_ID_PREFIX, APP_SELECTOR_LABEL, DRIVER_ROLE, RUN_LABEL, SPARK_ROLE_LABEL,
+};
 
 /// The kinds Spark creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -84,6 +87,57 @@ pub async fn delete_one(cluster: &Cluster, kind: Kind, namespace: &str, run: &st
             delete_labelled::<PersistentVolumeClaim>(cluster, namespace, &by_run).await
         }
     }
+}
+
+/// The run's driver pods in `namespace`: Spark labels a cluster-mode driver
+/// with its role, and kubesu forces the run's label on it. (A user may
+/// label pods of their own so too: callers bound what they do per pod.)
+pub async fn drivers(cluster: &Cluster, namespace: &str, run: &str) -> Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let selector = format!("{SPARK_ROLE_LABEL}={DRIVER_ROLE},{RUN_LABEL}={run}");
+    let what = format!("listing the driver pods of run {run} in namespace {namespace}");
+    let found = cluster
+        .call(&what, api.list(&ListParams::default().labels(&selector)))
+        .await?;
+    Ok(found.items)
+}
+
+/// The container of `pod` that runs Spark's driver, named when the pod has
+/// several (a pod template may add some): Spark's default name if there,
+/// else the first, as Spark picks it from a template.
+pub fn driver_container(pod: &Pod) -> Option<String> {
+    const SPARK_DRIVER_CONTAINER: &str = "spark-kubernetes-driver";
+    let containers = &pod.spec.as_ref()?.containers;
+    if containers.len() < 2 {
+        return None;
+    }
+    containers
+        .iter()
+        .find(|c| c.name == SPARK_DRIVER_CONTAINER)
+        .or(containers.first())
+        .map(|c| c.name.clone())
+}
+
+/// The start of a pod's log, at most `max` bytes (limitBytes, and cut here
+/// too: the server's limit is approximate). The call has the request
+/// deadline; reading the body does not: callers bound it.
+pub async fn log_start(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    container: Option<String>,
+    max: u64,
+) -> Result<impl futures::AsyncRead + use<>> {
+    use futures::AsyncReadExt;
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+    let params = LogParams {
+        container,
+        limit_bytes: Some(i64::try_from(max).unwrap_or(i64::MAX)),
+        ..LogParams::default()
+    };
+    let what = format!("reading the log of pod {namespace}/{pod}");
+    let stream = cluster.call(&what, api.log_stream(pod, &params)).await?;
+    Ok(stream.take(max))
 }
 
 /// One deletecollection of the objects of kind K matching `selector`.

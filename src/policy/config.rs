@@ -178,6 +178,20 @@ pub struct Spark {
     pub driver_pod_template: Option<PathBuf>,
     #[serde(default, deserialize_with = "pod_template")]
     pub executor_pod_template: Option<PathBuf>,
+    /// Where revocation keeps the log of each of the run's driver pods
+    /// before deleting them: a root-owned directory, created if absent.
+    /// None: logs go with their pods.
+    #[serde(default, deserialize_with = "driver_log_dir")]
+    pub driver_logs: Option<PathBuf>,
+    /// The most of each driver's log kept, in bytes (its start).
+    #[serde(default = "default_driver_log_max", deserialize_with = "size")]
+    pub driver_log_max: u64,
+    /// How long `gc` leaves a kept log, counted from its last change.
+    #[serde(
+        default = "default_driver_log_retention",
+        deserialize_with = "duration"
+    )]
+    pub driver_log_retention: Duration,
 }
 
 impl Default for Spark {
@@ -187,6 +201,9 @@ impl Default for Spark {
             force: default_forced_spark(),
             driver_pod_template: None,
             executor_pod_template: None,
+            driver_logs: None,
+            driver_log_max: default_driver_log_max(),
+            driver_log_retention: default_driver_log_retention(),
         }
     }
 }
@@ -351,6 +368,12 @@ fn default_revoke_timeout() -> Duration {
 fn default_runtime_dir() -> PathBuf {
     PathBuf::from("/run/kubesu")
 }
+fn default_driver_log_max() -> u64 {
+    10 * MIB
+}
+fn default_driver_log_retention() -> Duration {
+    Duration::from_secs(7 * 86400)
+}
 fn default_secure_path() -> String {
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
 }
@@ -385,6 +408,66 @@ fn pod_template<'de, D: serde::Deserializer<'de>>(
         )));
     }
     Ok(Some(path))
+}
+
+fn driver_log_dir<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    if !path.is_absolute() {
+        return Err(serde::de::Error::custom(format!(
+            "driver log directory {} is not an absolute path; write a full path, such as \
+             \"/var/log/kubesu-drivers\"",
+            path.display()
+        )));
+    }
+    Ok(Some(path))
+}
+
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_size(&text).map_err(serde::de::Error::custom)
+}
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+/// The largest [spark] driver_log_max: each run may keep a few such logs,
+/// and one that large is better read from the cluster's own log store.
+pub const MAX_DRIVER_LOG: u64 = GIB;
+
+/// "10MiB", "512KiB", "1GiB" or plain bytes, more than 0 and at most
+/// MAX_DRIVER_LOG: exactly what kubesu.toml(5) documents. Binary units
+/// only, spelled out: "10M" or "10MB" could mean either.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        format!("size {text:?} is not a number of bytes, optionally followed by KiB, MiB or GiB")
+    })?;
+    let scale = match unit {
+        "" => 1,
+        "KiB" => KIB,
+        "MiB" => MIB,
+        "GiB" => GIB,
+        _ => {
+            return Err(format!(
+                "size {text:?} has unknown unit {unit:?}: use KiB, MiB or GiB, or none for bytes"
+            ));
+        }
+    };
+    match n.checked_mul(scale) {
+        Some(0) => Err(format!(
+            "size {text:?} is 0: leave out driver_logs to keep no log"
+        )),
+        Some(bytes) if bytes <= MAX_DRIVER_LOG => Ok(bytes),
+        _ => Err(format!(
+            "size {text:?} is more than the most kubesu keeps, 1GiB"
+        )),
+    }
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
@@ -516,6 +599,10 @@ impl Config {
                 tenancy::check_label_keys("[objects] labels", self.objects.labels.keys())
             })
             .or_else(bad)?;
+        if self.spark.driver_log_retention.is_zero() {
+            return bad("[spark] driver_log_retention is 0: gc would remove each log as soon as it is kept; \
+                        write a duration such as \"7d\"".into());
+        }
         if self.cluster.max_run_time.is_some_and(|t| t.is_zero()) {
             return bad("[cluster] max_run_time is 0: leave it out for no limit, or write a duration such as \"12h\"".into());
         }
@@ -752,6 +839,9 @@ mod tests {
             "force =",
             "driver_pod_template =",
             "executor_pod_template =",
+            "driver_logs =",
+            "driver_log_max =",
+            "driver_log_retention =",
         ];
         let text: String = EXAMPLE
             .lines()
@@ -854,6 +944,91 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1"), Ok(1));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512KiB"), Ok(512 * 1024));
+        assert_eq!(parse_size(" 10MiB "), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("1GiB"), Ok(MAX_DRIVER_LOG));
+        for bad in [
+            "",
+            "0",
+            "0MiB",
+            "MiB",
+            "10M",
+            "10MB",
+            "10 MiB",
+            "10mib",
+            "1.5MiB",
+            "-1",
+            "2GiB",
+            "1025MiB",
+            "99999999999999999999",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn driver_logs_are_kept_only_when_configured_with_a_cap_and_a_retention() {
+        let absent = with_spark("").expect("valid");
+        assert_eq!(absent.spark.driver_logs, None);
+        assert_eq!(absent.spark.driver_log_max, 10 * 1024 * 1024);
+        assert_eq!(
+            absent.spark.driver_log_retention,
+            Duration::from_secs(7 * 86400)
+        );
+        let written = with_spark(
+            "driver_logs = \"/var/log/kubesu-drivers\"\n\
+             driver_log_max = \"64KiB\"\n\
+             driver_log_retention = \"36h\"",
+        )
+        .expect("valid");
+        assert_eq!(
+            written.spark.driver_logs.as_deref(),
+            Some(Path::new("/var/log/kubesu-drivers"))
+        );
+        assert_eq!(written.spark.driver_log_max, 64 * 1024);
+        assert_eq!(
+            written.spark.driver_log_retention,
+            Duration::from_secs(36 * 3600)
+        );
+        let shipped = Config::parse(EXAMPLE, Path::new("example.toml")).expect("example");
+        assert!(shipped.spark.driver_logs.is_some());
+    }
+
+    #[test]
+    fn bad_driver_log_settings_are_refused_with_line_column_and_what_to_write() {
+        for (line, says) in [
+            ("driver_logs = \"logs/drivers\"", "not an absolute path"),
+            ("driver_log_max = \"10MB\"", "use KiB, MiB or GiB"),
+            ("driver_log_max = \"0\"", "is 0"),
+            (
+                "driver_log_max = \"4GiB\"",
+                "more than the most kubesu keeps",
+            ),
+            ("driver_log_max = 1024", "invalid type"),
+            ("driver_log_retention = \"1w\"", "use s, m, h or d"),
+        ] {
+            let err = with_spark(line).unwrap_err();
+            assert_eq!(err.code, Code::Config, "{line}");
+            for part in ["config file c.toml", "line", "column", says] {
+                assert!(
+                    err.message.contains(part),
+                    "{line}: {part}: {}",
+                    err.message
+                );
+            }
+        }
+        let zero = with_spark("driver_log_retention = \"0\"").unwrap_err();
+        assert!(
+            zero.message.contains("[spark] driver_log_retention is 0"),
+            "{}",
+            zero.message
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ const BASE32_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// Random bytes in a run id: 80 bits make guessing another run's id hopeless.
 const RUN_ID_BYTES: usize = 10;
 /// Base32 characters in a run id (80 bits / 5 bits per character, no padding).
-const RUN_ID_CHARS: usize = 16;
+pub const RUN_ID_CHARS: usize = 16;
 
 /// An unguessable run id: 16 characters of lowercase RFC 4648 base32 without
 /// padding (80 random bits from the OS), valid as a DNS label and a label value.

@@ -33,6 +33,10 @@ pub const APP_ID_PREFIX: &str = "spark-kubesu-";
 /// The label Spark puts the application id in.
 pub const APP_SELECTOR_LABEL: &str = "spark-app-selector";
 
+/// Spark's label for what a pod is, and its value on a driver pod.
+pub const SPARK_ROLE_LABEL: &str = "spark-role";
+pub const DRIVER_ROLE: &str = "driver";
+
 /// The application id kubesu gives a run's Spark application.
 pub fn app_id(run: &str) -> String {
     format!("{APP_ID_PREFIX}{run}")

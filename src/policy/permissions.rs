@@ -126,6 +126,14 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "",
+        resources: &["pods/log"],
+        verbs: &["get"],
+        names: Names::Any,
+        why: "keep each Spark driver's log ([spark] driver_logs) before revocation deletes \
+              its pod, limited to [spark] driver_log_max bytes",
+    },
+    Permission {
+        group: "",
         resources: &["services"],
         verbs: &["list", "delete"],
         names: Names::Any,

@@ -5,6 +5,7 @@
 //! a typed input and output.
 
 pub mod authorize;
+pub mod driver_logs;
 pub mod handover;
 pub mod launch;
 pub mod plan;
@@ -150,12 +151,22 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         .cloned()
         .collect();
 
-    // Whatever happened since prepare: revoke.
-    let revoked = runtime.block_on(revoke::revoke(
-        &cluster,
-        &prepared.grant,
-        config.cluster.revoke_timeout,
-    ));
+    // Whatever happened since prepare: revoke, keeping the drivers' logs
+    // before their pods go.
+    let keeping = driver_log_keeping(&config, &who, &prepared.grant);
+    let (grant, deadline) = (&prepared.grant, config.cluster.revoke_timeout);
+    let (revoked, kept) = runtime.block_on(async {
+        match &keeping {
+            Some(keeping) => {
+                let logs = driver_logs::keep(&cluster, keeping);
+                revoke::revoke_after(&cluster, grant, deadline, logs).await
+            }
+            None => (
+                revoke::revoke(&cluster, grant, deadline).await,
+                driver_logs::Kept::default(),
+            ),
+        }
+    });
     let removed = handover::remove(&config.runtime.dir, &plan.identity.run);
     clock.done("revoke");
 
@@ -175,9 +186,14 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             signals_forwarded: supervised.map(|o| o.forwarded.clone()),
             stragglers_ended: supervised.map(|o| o.stragglers_ended),
             ended_by: supervised.and_then(|o| o.ended_by),
+            driver_logs: kept.paths,
+            warnings: kept.warnings.clone(),
         }),
     });
     warn_all(audit::record(&audit_sink, &record));
+    for warning in &kept.warnings {
+        err!("kubesu: warning: {warning}");
+    }
     if let Err(e) = &revoked {
         err!("kubesu: warning: {e}");
     }
@@ -234,6 +250,32 @@ fn hand_over(
         who.spark_properties.as_ref().map(|p| p.copy.as_slice()),
     )
     .map(drop)
+}
+
+/// What revocation keeps of a spark-submit's driver pods, if
+/// [spark] driver_logs is set: readable by the end user and by the service
+/// user that called (root reads anyway), within half the revocation
+/// deadline so that deleting has the rest.
+fn driver_log_keeping<'a>(
+    config: &'a Config,
+    who: &Authorized<'_>,
+    grant: &'a revoke::Grant,
+) -> Option<driver_logs::Keeping<'a>> {
+    let dir = config.spark.driver_logs.as_deref()?;
+    if !grant.spark_leftovers {
+        return None;
+    }
+    let mut readers = vec![who.user.uid];
+    if who.caller.uid != 0 {
+        readers.push(nix::unistd::Uid::from_raw(who.caller.uid));
+    }
+    Some(driver_logs::Keeping {
+        dir,
+        max_bytes: config.spark.driver_log_max,
+        identity: &grant.identity,
+        readers,
+        limit: config.cluster.revoke_timeout / 2,
+    })
 }
 
 /// `--dry-run`: what the run would create and start, as JSON on stdout.

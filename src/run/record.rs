@@ -68,6 +68,14 @@ pub struct Revocation {
     /// did not end by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_by: Option<crate::run::supervise::Ending>,
+    /// The drivers' logs kept before revocation deleted their pods
+    /// ([spark] driver_logs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub driver_logs: Vec<PathBuf>,
+    /// What went wrong without failing the run (a log that could not be
+    /// kept), one sentence each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Record {
@@ -196,7 +204,9 @@ mod tests {
                 phases_ms: clock.milliseconds(),
                 signals_forwarded: Some(vec!["SIGTERM".into()]),
                 stragglers_ended: Some(false),
-                ended_by: None,
+                ended_by: Some(crate::run::supervise::Ending::MaxRunTime),
+                driver_logs: vec!["/var/log/kubesu-drivers/abcdefgh234567ab.log".into()],
+                warnings: vec!["a log could not be kept".into()],
             }),
         });
         let ended = keys(&record);
@@ -208,6 +218,9 @@ mod tests {
             "phases_ms",
             "signals_forwarded",
             "stragglers_ended",
+            "ended_by",
+            "driver_logs",
+            "warnings",
         ] {
             assert!(ended.contains(&key.to_string()), "{key}: {ended:?}");
         }

@@ -4,6 +4,7 @@
 //! per-run namespace is deleted whole. Retried with backoff for a bounded
 //! time, then left to `gc`: loudly, never silently.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::cluster::{Cluster, lease, leftovers, namespace};
@@ -24,11 +25,42 @@ pub struct Grant {
 
 /// Revoke `grant`, retrying transient failures until `deadline` has passed.
 pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Result<()> {
+    retry(cluster, grant, deadline, Instant::now(), true).await
+}
+
+/// `revoke`, with `first` done before any pod or per-run namespace of the
+/// run is deleted (the drivers' logs are read then), while the lease (the
+/// token) already goes. `first` must bound its own time: it counts in the
+/// deadline.
+pub async fn revoke_after<T>(
+    cluster: &Cluster,
+    grant: &Grant,
+    deadline: Duration,
+    first: impl Future<Output = T>,
+) -> (Result<()>, T) {
     let id = &grant.identity;
     let started = Instant::now();
+    let (released, done) = tokio::join!(
+        lease::release(cluster, &id.namespace, &id.service_account),
+        first
+    );
+    let revoked = retry(cluster, grant, deadline, started, released.is_err()).await;
+    (revoked, done)
+}
+
+/// Revocation rounds from `started` on, the lease in them only if
+/// `lease_left`, until one succeeds or `deadline` has passed.
+async fn retry(
+    cluster: &Cluster,
+    grant: &Grant,
+    deadline: Duration,
+    started: Instant,
+    lease_left: bool,
+) -> Result<()> {
+    let id = &grant.identity;
     let mut pause = Duration::from_millis(100);
     loop {
-        let attempt = revoke_once(cluster, grant).await;
+        let attempt = revoke_once(cluster, grant, lease_left).await;
         match attempt {
             Ok(()) => return Ok(()),
             // Only an unavailable API server is worth waiting for.
@@ -55,11 +87,17 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
     }
 }
 
-/// One concurrent round: the lease (ServiceAccount first in meaning: it
-/// kills the token), the per-run namespace, Spark's leftovers.
-async fn revoke_once(cluster: &Cluster, grant: &Grant) -> Result<()> {
+/// One concurrent round: the lease unless it is known gone (ServiceAccount
+/// first in meaning: it kills the token), the per-run namespace, Spark's
+/// leftovers.
+async fn revoke_once(cluster: &Cluster, grant: &Grant, lease_left: bool) -> Result<()> {
     let id = &grant.identity;
-    let account = lease::release(cluster, &id.namespace, &id.service_account);
+    let account = async {
+        match lease_left {
+            true => lease::release(cluster, &id.namespace, &id.service_account).await,
+            false => Ok(()),
+        }
+    };
     let space = async {
         match grant.per_run_namespace {
             true => namespace::delete(cluster, &id.namespace).await,

@@ -1,20 +1,21 @@
 //! Every file access kubesu makes as root where someone else may have a say
 //! in the path: its config, its kubeconfig, the audit file, the runtime
-//! directory and the run directories the end user owns. Opens follow no
+//! directory and the run directories the end user owns, the kept driver
+//! logs. Opens follow no
 //! symbolic link in the last component, directories are reached through
 //! descriptors (`*at` calls), and ownership is checked on what was opened,
 //! not on a path that may have changed since.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
-use std::io::Read;
+use std::fs::{DirBuilder, File};
+use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, open, openat};
-use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstatat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 
 use crate::failure::{Code, Context, Failure, Result};
@@ -186,6 +187,225 @@ pub fn root_file(path: &Path, what: &str) -> Result<u32> {
         )));
     }
     Ok(meta.mode() & 0o7777)
+}
+
+/// A directory that root owns and only root writes, which kubesu creates
+/// if absent and which end users reach files in by name: the runtime
+/// directory, the driver log directory. Checked on the opened directory,
+/// not on a path that may have changed since.
+#[derive(Debug, Clone, Copy)]
+pub struct RootDir<'a> {
+    /// Names it in errors: "runtime directory".
+    pub what: &'a str,
+    /// Its mode when kubesu creates it, and what errors tell to set.
+    pub mode: u32,
+}
+
+/// Missing parents of a RootDir, as /run and /var/log themselves.
+const ROOT_DIR_PARENT_MODE: u32 = 0o755;
+/// Group and other write bits: either lets someone else swap entries.
+const GROUP_OTHER_WRITE: u32 = 0o022;
+/// Other search bit: without it end users cannot reach their files.
+const OTHER_SEARCH: u32 = 0o001;
+
+impl RootDir<'_> {
+    /// Open the directory, creating it root-owned with `mode` if missing
+    /// (missing parents root-owned 0755), and refuse (`Failure::config`) a
+    /// relative path, a symlink, a non-directory, or a directory not owned
+    /// by root, writable by group or others, or not searchable by others.
+    pub fn ensure(&self, path: &Path) -> Result<OwnedFd> {
+        self.require_absolute(path)?;
+        let fd = match open_dir(path) {
+            Err(Errno::ENOENT) => {
+                self.create(path)?;
+                open_dir(path).map_err(|e| self.open_failure(path, e))?
+            }
+            opened => opened.map_err(|e| self.open_failure(path, e))?,
+        };
+        self.check(path, &fd)?;
+        Ok(fd)
+    }
+
+    /// Open the directory (see `ensure`), which must exist.
+    pub fn open(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = open_dir(path).map_err(|e| self.open_failure(path, e))?;
+        self.check(path, &fd)?;
+        Ok(fd)
+    }
+
+    /// `open`, but a missing directory is `None`.
+    pub fn open_if_present(&self, path: &Path) -> Result<Option<OwnedFd>> {
+        self.require_absolute(path)?;
+        match open_dir(path) {
+            Err(Errno::ENOENT) => Ok(None),
+            opened => {
+                let fd = opened.map_err(|e| self.open_failure(path, e))?;
+                self.check(path, &fd)?;
+                Ok(Some(fd))
+            }
+        }
+    }
+
+    pub fn require_absolute(&self, path: &Path) -> Result<()> {
+        if path.is_absolute() {
+            return Ok(());
+        }
+        Err(Failure::config(format!(
+            "{} {} is not an absolute path; set an absolute {} in kubesu's config file",
+            self.what,
+            path.display(),
+            self.what
+        )))
+    }
+
+    fn unsafe_dir(&self, path: &Path, why: &str) -> Failure {
+        Failure::config(format!(
+            "{what} {} {why}; kubesu needs a real directory owned by root with mode {mode:04o}: \
+             fix it (chown root:root, chmod {mode:04o}) or remove it, or configure another {what}",
+            path.display(),
+            what = self.what,
+            mode = self.mode,
+        ))
+    }
+
+    fn open_failure(&self, path: &Path, e: Errno) -> Failure {
+        match e {
+            // O_NOFOLLOW|O_DIRECTORY gives ELOOP or ENOTDIR for a symlink;
+            // lstat only picks the message.
+            Errno::ELOOP | Errno::ENOTDIR
+                if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) =>
+            {
+                self.unsafe_dir(path, "is a symbolic link")
+            }
+            Errno::ELOOP | Errno::ENOTDIR => self.unsafe_dir(path, "is not a directory"),
+            e => Failure::config(format!(
+                "cannot open {} {}: {e}; check the {} in kubesu's config file",
+                self.what,
+                path.display(),
+                self.what
+            )),
+        }
+    }
+
+    fn check(&self, path: &Path, fd: &OwnedFd) -> Result<()> {
+        let stat = fstat(fd).or_fail(Code::Software, || {
+            format!("cannot inspect {} {}", self.what, path.display())
+        })?;
+        let perms = stat.st_mode & 0o7777;
+        if stat.st_uid != 0 {
+            Err(self.unsafe_dir(path, &format!("is owned by uid {}, not root", stat.st_uid)))
+        } else if perms & GROUP_OTHER_WRITE != 0 {
+            Err(self.unsafe_dir(
+                path,
+                &format!("is writable by group or others (mode {perms:04o})"),
+            ))
+        } else if perms & OTHER_SEARCH == 0 {
+            Err(self.unsafe_dir(
+                path,
+                &format!("cannot be entered by end users (mode {perms:04o})"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Create the missing directories down to `path`: parents 0755, `path`
+    /// itself `mode`, all root-owned since root creates them.
+    fn create(&self, path: &Path) -> Result<()> {
+        let mut missing: Vec<&Path> = path
+            .ancestors()
+            .take_while(
+                |p| matches!(p.symlink_metadata(), Err(e) if e.kind() == ErrorKind::NotFound),
+            )
+            .collect();
+        missing.reverse();
+        for dir in missing {
+            let bits = if dir == path {
+                self.mode
+            } else {
+                ROOT_DIR_PARENT_MODE
+            };
+            let failure = |e: &dyn std::fmt::Display| {
+                Failure::config(format!(
+                    "cannot create {} {}: {e}; create it as root with mode {bits:04o}, or \
+                     configure another {}",
+                    self.what,
+                    dir.display(),
+                    self.what
+                ))
+            };
+            match DirBuilder::new().mode(bits).create(dir) {
+                Ok(()) => {
+                    // The umask may have narrowed the mode; users need the
+                    // search bit.
+                    let fd = open_dir(dir).map_err(|e| failure(&e))?;
+                    fchmod(&fd, mode(bits)).map_err(|e| failure(&e))?;
+                }
+                // Another kubesu run created it at the same moment.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(failure(&e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Let `readers` read an opened file through POSIX ACL entries (ACL_USER,
+/// read only) on top of its owner's; its owning group and others get
+/// nothing, so the mode shows the mask: 0640 for a 0600 file. One
+/// fsetxattr(2) on the descriptor, so there is no path to redirect. Fails
+/// with EOPNOTSUPP where the file system has no ACLs.
+pub fn grant_read(file: &File, readers: &[Uid]) -> nix::Result<()> {
+    // The kernel's xattr form of an access ACL (linux/posix_acl_xattr.h):
+    // a version, then (tag, permissions, id) entries sorted by tag, then
+    // id, each id at most once.
+    const VERSION: u32 = 2;
+    const USER_OBJ: u16 = 0x01;
+    const USER: u16 = 0x02;
+    const GROUP_OBJ: u16 = 0x04;
+    const MASK: u16 = 0x10;
+    const OTHER: u16 = 0x20;
+    const NO_ID: u32 = u32::MAX;
+    const READ: u16 = 4;
+    const WRITE: u16 = 2;
+    let mut ids: Vec<u32> = readers.iter().map(|u| u.as_raw()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut entries = vec![(USER_OBJ, READ | WRITE, NO_ID)];
+    entries.extend(ids.iter().map(|&id| (USER, READ, id)));
+    entries.extend([
+        (GROUP_OBJ, 0, NO_ID),
+        (MASK, READ, NO_ID),
+        (OTHER, 0, NO_ID),
+    ]);
+    let mut value = VERSION.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        value.extend(tag.to_le_bytes());
+        value.extend(perm.to_le_bytes());
+        value.extend(id.to_le_bytes());
+    }
+    let name = c"system.posix_acl_access";
+    // SAFETY: a valid descriptor, a NUL-terminated name and a buffer of
+    // the length passed; the kernel only reads them.
+    let done = unsafe {
+        nix::libc::fsetxattr(
+            file.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(done).map(drop)
+}
+
+/// Remove the file `name` (never a directory) from an opened directory;
+/// a symlink there is removed itself. A missing entry is Ok.
+pub fn remove_file_at<P: ?Sized + nix::NixPath>(dir: impl AsFd, name: &P) -> nix::Result<()> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Err(Errno::ENOENT) => Ok(()),
+        done => done,
+    }
 }
 
 /// Why `remove_tree_at` stopped.
