@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::proxy::{FaultProxy, Request, api_port};
 use common::*;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServicePort, ServiceSpec};
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 
 /// What RBAC checks for one request.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -189,27 +189,27 @@ async fn run_with_a_driver_pod(config: &str) {
         .read_line(&mut line)
         .expect("the run id");
     let run = line.trim();
-    let pod = Pod {
-        metadata: ObjectMeta {
-            name: Some(format!("spark-{run}-driver")),
-            labels: Some(BTreeMap::from([
-                ("kubesu.io/run".to_string(), run.to_string()),
-                ("spark-role".to_string(), "driver".to_string()),
-            ])),
-            ..Default::default()
+    // Within Pod Security "restricted", which the example config enforces.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": format!("spark-{run}-driver"),
+            "labels": {"kubesu.io/run": run, "spark-role": "driver"},
         },
-        spec: Some(PodSpec {
-            service_account_name: Some(format!("kubesu-alice-{run}")),
-            containers: vec![Container {
-                name: "spark-kubernetes-driver".into(),
-                image: Some("kubesu.test/absent:0".into()),
-                image_pull_policy: Some("Never".into()),
-                ..Default::default()
+        "spec": {
+            "serviceAccountName": format!("kubesu-alice-{run}"),
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "spark-kubernetes-driver",
+                "image": "kubesu.test/absent:0",
+                "imagePullPolicy": "Never",
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]},
+                },
             }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+        },
+    }))
+    .expect("pod manifest");
     Api::<Pod>::namespaced(admin_client().await, "kubesu-alice")
         .create(&PostParams::default(), &pod)
         .await
@@ -266,9 +266,20 @@ async fn kubesu_rbac_grants_exactly_what_kubesu_calls() {
         args.extend_from_slice(command);
         ok(&mut root_kubesu(&args));
     };
-    // Twice per user: the namespace is created, then found.
+    // Twice per user: the namespace is created, then found; then found with
+    // a label someone removed, which kubesu puts back.
     run(&per_user, &["/usr/bin/true"]);
     run(&per_user, &["/usr/bin/sleep", "3"]);
+    let relax = serde_json::json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce-version": null}}});
+    Api::<Namespace>::all(admin_client().await)
+        .patch(
+            "kubesu-alice",
+            &PatchParams::default(),
+            &Patch::Merge(&relax),
+        )
+        .await
+        .expect("remove a label of kubesu's namespace");
+    run(&per_user, &["/usr/bin/true"]);
     run(&per_run, &["/usr/bin/true"]);
     // A run whose "driver" pod is there at revocation: its log is kept.
     run_with_a_driver_pod(&per_user).await;
@@ -288,6 +299,26 @@ async fn kubesu_rbac_grants_exactly_what_kubesu_calls() {
     }
     // Creating a RoleBinding to a ClusterRole is checked as `bind` on that
     // ClusterRole, a request of its own kubesu never sends.
+    // A server-side apply (a PATCH with force) that creates its object is
+    // authorized as a create too.
+    let applies: Vec<(Access, BTreeSet<String>)> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.target.contains("force=true"))
+        .filter_map(access_of)
+        .map(|(access, name)| {
+            (
+                Access {
+                    verb: "create".into(),
+                    ..access
+                },
+                name.into_iter().collect(),
+            )
+        })
+        .collect();
+    for (access, names) in applies {
+        called.entry(access).or_default().extend(names);
+    }
     let binds = Access {
         verb: "create".into(),
         group: "rbac.authorization.k8s.io".into(),
