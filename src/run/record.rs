@@ -190,6 +190,7 @@ mod tests {
                 phases_ms: clock.milliseconds(),
                 signals_forwarded: Some(vec!["SIGTERM".into()]),
                 stragglers_ended: Some(false),
+                max_run_time_reached: false,
             }),
         });
         let ended = keys(&record);
