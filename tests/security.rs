@@ -1305,7 +1305,7 @@ impl RootTerminal {
     fn wait_for(&self, text: &str) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let seen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
+            let seen = self.shown();
             if seen.contains(text) {
                 return;
             }
@@ -1315,6 +1315,11 @@ impl RootTerminal {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// What the terminal showed so far.
+    fn shown(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
     }
 
     /// What root types.
@@ -1430,8 +1435,11 @@ fn a_terminal_passed_out_of_the_run_is_dead_once_kubesu_returns() {
         &socket,
     ]);
     let status = wait_at_most(&mut kubesu, 120, "kubesu");
+    if !status.success() {
+        let _ = collector.kill();
+        panic!("kubesu failed: {status:?}: {}", terminal.shown());
+    }
     assert_eq!(next_line(), "received 1");
-    assert!(status.success(), "kubesu failed: {status:?}");
 
     // Root, back at the prompt, types a password.
     terminal.type_in(b"root-secret-4711\n");
