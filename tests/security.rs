@@ -1502,6 +1502,22 @@ fn from_a_terminal_the_command_gets_its_own_and_output_status_and_mode_come_back
     assert!(mode_restored, "kubesu left the terminal in another mode");
 }
 
+#[test]
+fn kubesu_shell_from_a_terminal_is_an_interactive_shell_with_job_control() {
+    let (terminal, mut kubesu) = kubesu_in_a_terminal(&["shell", "--user", "alice"]);
+    terminal.wait_for("Exit the shell to revoke.");
+    terminal.wait_for("$ ");
+    terminal.type_in(b"sleep 30 &\njobs\nkill %1\necho answer-$((6*7))\nexit 3\n");
+    let status = wait_at_most(&mut kubesu, 120, "kubesu shell");
+    let (shown, mode_restored) = terminal.finish();
+    let text = String::from_utf8_lossy(&shown);
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(text.contains("answer-42"), "{text}");
+    assert!(text.contains("Running"), "no job listed: {text}");
+    assert!(!text.contains("no job control"), "{text}");
+    assert!(mode_restored, "kubesu left the terminal in another mode");
+}
+
 // --- namespaces ------------------------------------------------------------
 
 #[tokio::test]

@@ -46,7 +46,12 @@ impl Relay {
     /// streams is a terminal; `None` when none is (pipes and files are
     /// passed on as they are).
     pub fn open(user: &str, uid: Uid) -> Result<Option<Relay>> {
-        let what = || format!("cannot set up a terminal for user {user}'s command");
+        let what = || {
+            format!(
+                "cannot set up a terminal for user {user}'s command (redirect kubesu's input and \
+                 output to run it without one)"
+            )
+        };
         let Some(terminal) = Terminal::of_this_process().or_fail(Code::Software, what)? else {
             return Ok(None);
         };
