@@ -26,7 +26,8 @@ pub enum Mode {
     /// over in a private directory, drop privileges, run, then revoke.
     Run(RunArgs),
     /// Start the user's login shell with the run's credentials, for debugging
-    /// from a terminal; revoked when the shell exits.
+    /// from a terminal (in a pty of kubesu's, with job control); revoked when
+    /// the shell exits.
     Shell(ShellArgs),
     /// Remove what crashed runs left behind: expired or ownerless leases,
     /// Spark leftovers, per-run namespaces, stale run directories; and kept

@@ -1232,6 +1232,292 @@ fn can_i_rows(table: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+// --- the terminal ----------------------------------------------------------
+
+/// A terminal the test owns, standing for an administrator's: kubesu runs
+/// with its slave as stdin, stdout, stderr and controlling terminal
+/// (`setsid --ctty`); the test types into the master and collects
+/// everything that appears on it.
+struct RootTerminal {
+    master: std::fs::File,
+    slave_name: String,
+    before: nix::sys::termios::Termios,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+/// `kubesu ARGS` as root, started from a fresh terminal.
+fn kubesu_in_a_terminal(args: &[&str]) -> (RootTerminal, std::process::Child) {
+    install();
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    // Other tests start processes concurrently: they must not inherit these.
+    for fd in [&pty.master, &pty.slave] {
+        let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+        nix::fcntl::fcntl(fd, cloexec).expect("FD_CLOEXEC");
+    }
+    let slave_name = nix::unistd::ttyname(&pty.slave)
+        .expect("ttyname")
+        .display()
+        .to_string();
+    let before = nix::sys::termios::tcgetattr(&pty.slave).expect("tcgetattr");
+    let slave = std::fs::File::from(pty.slave);
+    let child = Command::new("setsid")
+        .args(["--ctty", "--wait", KUBESU])
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TERM", "xterm")
+        .current_dir("/")
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("start kubesu in a terminal");
+    // The Command is gone: the test holds no copy of the slave any more, so
+    // the master reads EIO once kubesu and whatever it passed the slave to
+    // have closed it.
+    let master = std::fs::File::from(pty.master);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let mut master = master.try_clone().expect("dup");
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = master.read(&mut buf) {
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+            seen.lock().unwrap().clone()
+        })
+    };
+    let terminal = RootTerminal {
+        master,
+        slave_name,
+        before,
+        reader,
+        seen,
+    };
+    (terminal, child)
+}
+
+impl RootTerminal {
+    /// Waits until `text` has appeared on the terminal.
+    fn wait_for(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let seen = self.shown();
+            if seen.contains(text) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never appeared on the terminal; it shows: {seen}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// What the terminal showed so far.
+    fn shown(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+
+    /// What root types.
+    fn type_in(&self, keys: &[u8]) {
+        use std::io::Write;
+        (&self.master)
+            .write_all(keys)
+            .expect("type into the terminal");
+    }
+
+    /// Everything that appeared on the terminal, once nothing holds its
+    /// slave any more; and whether its mode is what it was before kubesu.
+    fn finish(self) -> (Vec<u8>, bool) {
+        let after = nix::sys::termios::tcgetattr(&self.master).expect("tcgetattr");
+        let b = &self.before;
+        let same = (
+            b.input_flags,
+            b.output_flags,
+            b.control_flags,
+            b.local_flags,
+            b.control_chars,
+        ) == (
+            after.input_flags,
+            after.output_flags,
+            after.control_flags,
+            after.local_flags,
+            after.control_chars,
+        );
+        (self.reader.join().expect("terminal reader"), same)
+    }
+}
+
+/// The child's status, or a failed test (and the child killed) after `secs`.
+fn wait_at_most(
+    child: &mut std::process::Child,
+    secs: u64,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not end within {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// alice's process outside the run: it takes the descriptor its peer sends
+/// over a unix socket, and when told on stdin, reads from it what it can.
+const FD_COLLECTOR: &str = r#"
+import os, select, socket, sys
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen(1)
+print("listening", flush=True)
+peer, _ = server.accept()
+_, fds, _, _ = socket.recv_fds(peer, 16, 1)
+print("received", len(fds), flush=True)
+sys.stdin.readline()
+ready, _, _ = select.select(fds, [], [], 5)
+try:
+    print("read", os.read(fds[0], 4096) if ready else b"nothing", flush=True)
+except OSError as e:
+    print("read failed:", e, flush=True)
+"#;
+
+/// The command of the run: passes its stdin to the socket `$1`, then exits.
+const FD_SENDER: &str = r#"
+import socket, sys
+peer = socket.socket(socket.AF_UNIX)
+peer.connect(sys.argv[1])
+socket.send_fds(peer, [b"fd"], [0])
+"#;
+
+#[test]
+fn a_terminal_passed_out_of_the_run_is_dead_once_kubesu_returns() {
+    use std::io::{BufRead, Write};
+    install();
+    let (uid, gid) = ids_of("alice");
+    let dir = tempfile::Builder::new()
+        .prefix("kubesu-tty-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+    let socket = dir.path().join("socket").display().to_string();
+    let mut collector = Command::new("/usr/bin/python3")
+        .args(["-c", FD_COLLECTOR, &socket])
+        .env_clear()
+        .current_dir("/")
+        .uid(uid)
+        .gid(gid)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start alice's collector");
+    let mut said = std::io::BufReader::new(collector.stdout.take().expect("stdout")).lines();
+    let mut next_line = || said.next().and_then(|l| l.ok()).unwrap_or_default();
+    assert_eq!(next_line(), "listening");
+
+    let (terminal, mut kubesu) = kubesu_in_a_terminal(&[
+        "run",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "exec /usr/bin/python3 -c \"$0\" \"$1\"",
+        FD_SENDER,
+        &socket,
+    ]);
+    let status = wait_at_most(&mut kubesu, 120, "kubesu");
+    if !status.success() {
+        let _ = collector.kill();
+        panic!("kubesu failed: {status:?}: {}", terminal.shown());
+    }
+    assert_eq!(next_line(), "received 1");
+
+    // Root, back at the prompt, types a password.
+    terminal.type_in(b"root-secret-4711\n");
+    let mut told = collector.stdin.take().expect("stdin");
+    told.write_all(b"read now\n").expect("tell the collector");
+    let read = next_line();
+    let _ = wait_at_most(&mut collector, 30, "alice's collector");
+    assert!(
+        !read.contains("root-secret"),
+        "alice read what root typed after the run: {read}"
+    );
+    assert!(
+        read == "read b''" || read.starts_with("read failed"),
+        "the passed descriptor should be hung up: {read}"
+    );
+}
+
+#[test]
+fn from_a_terminal_the_command_gets_its_own_and_output_status_and_mode_come_back_whole() {
+    let script = r#"
+        tty
+        awk '{ print ($5 == $8) ? "foreground" : "background" }' /proc/$$/stat
+        [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-terminals
+        echo ready
+        cat
+        echo typed-end
+        echo begin
+        head -c 100000 /dev/zero | tr '\0' x
+        echo end
+        exit 7
+    "#;
+    let (terminal, mut kubesu) =
+        kubesu_in_a_terminal(&["run", "--user", "alice", "--", SH, "-c", script]);
+    terminal.wait_for("ready");
+    // A line, then ^D: the command's `cat` ends as on any terminal.
+    terminal.type_in(b"typed-line\n\x04");
+    let status = wait_at_most(&mut kubesu, 120, "kubesu");
+    let slave_name = terminal.slave_name.clone();
+    let (shown, mode_restored) = terminal.finish();
+    let text = String::from_utf8_lossy(&shown);
+    assert_eq!(status.code(), Some(7), "{text}");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let tty = lines.iter().find(|l| l.starts_with("/dev/")).copied();
+    assert!(
+        tty.is_some_and(|t| t != slave_name),
+        "the command should have a terminal of its own, not {slave_name}: {text}"
+    );
+    for expected in ["foreground", "all-terminals", "typed-line", "typed-end"] {
+        assert!(lines.contains(&expected), "no {expected:?} in: {text}");
+    }
+    let relayed = text
+        .split_once("begin")
+        .and_then(|(_, rest)| rest.split_once("end"))
+        .map(|(between, _)| between.trim());
+    assert!(
+        relayed.is_some_and(|r| r.len() == 100_000 && r.bytes().all(|b| b == b'x')),
+        "output was lost or changed: {} bytes shown",
+        shown.len()
+    );
+    assert!(mode_restored, "kubesu left the terminal in another mode");
+}
+
+#[test]
+fn kubesu_shell_from_a_terminal_is_an_interactive_shell_with_job_control() {
+    let (terminal, mut kubesu) = kubesu_in_a_terminal(&["shell", "--user", "alice"]);
+    terminal.wait_for("Exit the shell to revoke.");
+    terminal.wait_for("$ ");
+    terminal.type_in(b"sleep 30 &\njobs\nkill %1\necho answer-$((6*7))\nexit 3\n");
+    let status = wait_at_most(&mut kubesu, 120, "kubesu shell");
+    let (shown, mode_restored) = terminal.finish();
+    let text = String::from_utf8_lossy(&shown);
+    assert_eq!(status.code(), Some(3), "{text}");
+    assert!(text.contains("answer-42"), "{text}");
+    assert!(text.contains("Running"), "no job listed: {text}");
+    assert!(!text.contains("no job control"), "{text}");
+    assert!(mode_restored, "kubesu left the terminal in another mode");
+}
+
 // --- namespaces ------------------------------------------------------------
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use crate::policy::config::Config;
 use crate::policy::{environment, labels, spark};
 use crate::run::authorize::Authorized;
 use crate::run::plan::Plan;
-use crate::sys::privdrop::{self, Launch};
+use crate::sys::privdrop::{self, CommandTerminal, Launch};
 use crate::sys::signals;
 
 /// The command line that runs: the configured program, forced Spark
@@ -67,14 +67,16 @@ pub fn environment(
     )
 }
 
-/// Fork; the child drops privileges and execs `argv`. Refused when a
-/// signal came while the run was prepared: nothing starts then.
+/// Fork; the child drops privileges and execs `argv`, in `terminal` if
+/// given. Refused when a signal came while the run was prepared: nothing
+/// starts then.
 pub fn start(
     config: &Config,
     who: &Authorized<'_>,
     plan: &Plan,
     argv: Vec<OsString>,
     token_expires: &str,
+    terminal: Option<CommandTerminal>,
 ) -> Result<Pid> {
     if who.interactive {
         err!(
@@ -107,5 +109,6 @@ pub fn start(
         directories,
         no_new_privs: config.privileges.no_new_privs,
         limits: crate::sys::limits::callers(),
+        terminal,
     })
 }

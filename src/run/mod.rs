@@ -1,6 +1,7 @@
 //! `kubesu run` and `kubesu shell`: one run, phase by phase. `run` below
 //! reads top to bottom as the root path: authorize, plan, prepare, hand
-//! over, launch (drop privileges and exec), supervise (renewing the token),
+//! over, launch (drop privileges and exec, in a pty of kubesu's when run
+//! from a terminal), supervise (renewing the token, relaying the terminal),
 //! revoke, and the audit record around it all. Each phase is a module with
 //! a typed input and output.
 
@@ -11,6 +12,7 @@ pub mod launch;
 pub mod plan;
 pub mod prepare;
 pub mod record;
+pub mod relay;
 pub mod renew;
 pub mod revoke;
 pub mod runtime_dir;
@@ -32,8 +34,9 @@ use handover::Credentials;
 use plan::Plan;
 use prepare::Prepared;
 use record::{Clock, End, Event, Record, Revocation};
+use relay::Relay;
 use renew::{Renewal, RenewalParts};
-use supervise::{Chore, Ending};
+use supervise::{Chore, Ending, Sleep};
 
 /// The run, end to end. Returns the command's exit status.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
@@ -105,8 +108,22 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     };
     clock.done("prepare");
 
-    let started = hand_over(&cluster, &config, &who, &prepared)
-        .and_then(|()| launch::start(&config, &who, &plan, argv, &prepared.token.expires));
+    // From a terminal, the command gets a pty of kubesu's, never the
+    // terminal itself: see run/relay.rs.
+    let relay = Relay::open(&who.user.name, who.user.uid);
+    let started = relay.and_then(|mut relay| {
+        hand_over(&cluster, &config, &who, &prepared)?;
+        let terminal = relay.as_mut().and_then(Relay::command_terminal);
+        let child = launch::start(
+            &config,
+            &who,
+            &plan,
+            argv,
+            &prepared.token.expires,
+            terminal,
+        )?;
+        Ok((child, relay))
+    });
     let mut renewal = Renewal::new(
         RenewalParts {
             runtime: &runtime,
@@ -120,11 +137,21 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         },
         &prepared.token.expires,
     );
-    let outcome = started.map(|child| {
+    let outcome = started.map(|(child, mut relay)| {
         clock.done("handover+exec");
         let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
         let deadline = config.cluster.max_run_time.map(|t| started_at + t);
-        let outcome = supervise::supervise(child, chore, deadline);
+        let mut signals_only = supervise::Signals;
+        let sleep: &mut dyn Sleep = match relay.as_mut() {
+            Some(relay) => relay,
+            None => &mut signals_only,
+        };
+        let outcome = supervise::supervise(child, chore, deadline, sleep);
+        // The tree is gone: show its last output, put the terminal back,
+        // hang up the pty.
+        if let Some(relay) = relay {
+            relay.finish();
+        }
         if let Some(ending) = outcome.ended_by {
             let why = match ending {
                 Ending::MaxRunTime => format!(

@@ -1,8 +1,9 @@
-//! The supervising parent: root, small and idle. It sleeps in sigtimedwait,
-//! forwards signals to the command's process group, and when the command
-//! ends, ends what is left of its tree (TERM, a grace period, KILL) and
-//! reaps it all. At the run's deadline (`[cluster] max_run_time`), or when
-//! `kubesu revoke --end` asks, it ends the command itself, the same way.
+//! The supervising parent: root, small and idle. It sleeps in sigtimedwait
+//! (or, from a terminal, in the relay's poll: `run::relay`), forwards
+//! signals to the command's process group, and when the command ends, ends
+//! what is left of its tree (TERM, a grace period, KILL) and reaps it all.
+//! At the run's deadline (`[cluster] max_run_time`), or when `kubesu revoke
+//! --end` asks, it ends the command itself, the same way.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,21 @@ pub trait Chore {
     fn run(&mut self);
 }
 
+/// Where the parent sleeps until the next signal or timeout.
+pub trait Sleep {
+    /// A watched signal, or `None` once `timeout` passed (never, if `None`).
+    fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal>;
+}
+
+/// Sleeping in the kernel, for signals only: without a terminal.
+pub struct Signals;
+
+impl Sleep for Signals {
+    fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal> {
+        signals::wait(timeout)
+    }
+}
+
 /// Time the rest of the tree gets between TERM and KILL.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -54,6 +70,7 @@ pub fn supervise(
     child: Pid,
     mut chore: Option<&mut dyn Chore>,
     deadline: Option<Instant>,
+    sleep: &mut dyn Sleep,
 ) -> Outcome {
     let mut forwarded = Vec::new();
     let mut ended_by = None;
@@ -65,7 +82,7 @@ pub fn supervise(
             .chain(deadline)
             .min();
         let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
-        match signals::wait(timeout) {
+        match sleep.until_signal(timeout) {
             Some(Signal::SIGCHLD) => {
                 if let (Some(status), _) = process::reap(child) {
                     break status;
@@ -93,7 +110,7 @@ pub fn supervise(
             }
         }
     };
-    let stragglers_ended = end_tree(child);
+    let stragglers_ended = end_tree(child, sleep);
     Outcome {
         status,
         forwarded,
@@ -104,7 +121,7 @@ pub fn supervise(
 
 /// TERM what is left, wait up to the grace period, then KILL; reap all.
 /// Returns whether anything was left.
-fn end_tree(group: Pid) -> bool {
+fn end_tree(group: Pid, sleep: &mut dyn Sleep) -> bool {
     if process::children().is_empty() && !group_alive(group) {
         let _ = process::reap(group);
         return false;
@@ -119,7 +136,7 @@ fn end_tree(group: Pid) -> bool {
         }
         // Woken early by SIGCHLD; other signals are dropped: the command
         // is already gone, the rest is being ended anyway.
-        signals::wait(Some(left.min(Duration::from_millis(200))));
+        sleep.until_signal(Some(left.min(Duration::from_millis(200))));
     }
     loop {
         process::signal_tree(group, Signal::SIGKILL);
@@ -128,7 +145,7 @@ fn end_tree(group: Pid) -> bool {
         {
             return true;
         }
-        signals::wait(Some(Duration::from_millis(100)));
+        sleep.until_signal(Some(Duration::from_millis(100)));
     }
 }
 

@@ -5,7 +5,7 @@
 //! opens a path the user chose.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ use nix::unistd::{
     ForkResult, Gid, Pid, Uid, fork, getresgid, getresuid, pipe2, setgroups, setresgid, setresuid,
 };
 
+use super::terminal::Streams;
 use crate::failure::{Failure, Result};
 
 /// Everything the child needs, computed before the fork: between fork and
@@ -40,6 +41,17 @@ pub struct Launch {
     pub no_new_privs: bool,
     /// The caller's resource limits, given back to the command.
     pub limits: super::limits::CallerLimits,
+    /// When kubesu runs in a terminal: the pty slave the command gets
+    /// instead (see `sys::terminal`).
+    pub terminal: Option<CommandTerminal>,
+}
+
+/// The slave of kubesu's pty: the command's controlling terminal, and its
+/// stdin, stdout and stderr where kubesu's own are terminals.
+#[derive(Debug)]
+pub struct CommandTerminal {
+    pub slave: OwnedFd,
+    pub streams: Streams,
 }
 
 /// Fork and exec the command as the user, in a new session (so its whole
@@ -57,13 +69,43 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
         .args(&launch.args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)));
+    let mut slave = None;
+    if let Some(terminal) = &launch.terminal {
+        slave = Some(terminal.slave.as_raw_fd());
+        let copy = || {
+            terminal.slave.try_clone().map_err(|e| {
+                Failure::software(format!(
+                    "cannot pass a terminal to {} as user {}: {e}",
+                    launch.program.display(),
+                    launch.user
+                ))
+            })
+        };
+        if terminal.streams.stdin {
+            command.stdin(copy()?);
+        }
+        if terminal.streams.stdout {
+            command.stdout(copy()?);
+        }
+        if terminal.streams.stderr {
+            command.stderr(copy()?);
+        }
+    }
     // SAFETY: the closure makes only async-signal-safe system calls on data
     // prepared before the fork, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
             super::limits::restore(&limits);
-            in_child(uid, gid, &groups, &directories, no_new_privs, supervisor)
-                .map_err(std::io::Error::from)
+            in_child(
+                uid,
+                gid,
+                &groups,
+                &directories,
+                no_new_privs,
+                supervisor,
+                slave,
+            )
+            .map_err(std::io::Error::from)
         });
     }
     let child = command.spawn().map_err(|e| {
@@ -83,8 +125,15 @@ fn in_child(
     directories: &[CString],
     no_new_privs: bool,
     supervisor: Pid,
+    terminal: Option<RawFd>,
 ) -> std::result::Result<(), Errno> {
     step("starting a new session", nix::unistd::setsid().map(drop))?;
+    if let Some(slave) = terminal {
+        step(
+            "taking the terminal",
+            super::terminal::take_as_controlling(slave),
+        )?;
+    }
     reset_signal_dispositions();
     step("setting the user's groups", setgroups(groups))?;
     step("setting the user's gid", setresgid(gid, gid, gid))?;

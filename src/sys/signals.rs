@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
+use std::os::fd::{AsFd, BorrowedFd};
+
 use nix::sys::signal::{
     SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction, sigprocmask,
 };
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 /// Forwarded to the command's process group.
 pub const FORWARDED: [Signal; 6] = [
@@ -70,4 +73,82 @@ pub fn wait(timeout: Option<Duration>) -> Option<Signal> {
 /// A watched signal already pending, without waiting.
 pub fn pending() -> Option<Signal> {
     wait(Some(Duration::ZERO)).filter(|s| *s != Signal::SIGCHLD)
+}
+
+/// The watched signals, and `also`, as a descriptor to poll beside others
+/// (the terminal relay waits on its terminals and on signals at once). It
+/// takes the same pending signals `wait` would. `also` is blocked here.
+#[derive(Debug)]
+pub struct SignalDescriptor(SignalFd);
+
+impl SignalDescriptor {
+    pub fn open(also: &[Signal]) -> nix::Result<SignalDescriptor> {
+        let mut set = watched();
+        let mut extra = SigSet::empty();
+        for s in also {
+            set.add(*s);
+            extra.add(*s);
+        }
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&extra), None)?;
+        let flags = SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC;
+        SignalFd::with_flags(&set, flags).map(SignalDescriptor)
+    }
+
+    /// One pending signal, without waiting.
+    pub fn take(&self) -> Option<Signal> {
+        loop {
+            match self.0.read_signal() {
+                Ok(Some(info)) => return Signal::try_from(info.ssi_signo as i32).ok(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => return None,
+            }
+        }
+    }
+}
+
+impl AsFd for SignalDescriptor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Signals that would end or stop kubesu while the terminal is raw, though
+/// kubesu neither forwards nor expects them: ignored while it relays, so
+/// that the terminal is always put back (and the run revoked). A stop
+/// signal from the terminal cannot come: in raw mode ^Z goes to the pty.
+/// (SIGALRM is END_RUN: watched, so taken like the forwarded ones.)
+const FATAL_WHILE_RELAYING: [Signal; 8] = [
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGPWR,
+    Signal::SIGSTKFLT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+/// Dispositions changed for a while; the old ones come back on drop.
+#[derive(Debug)]
+pub struct Ignored(Vec<(Signal, SigAction)>);
+
+/// Ignore `FATAL_WHILE_RELAYING` until the result is dropped.
+pub fn ignore_while_relaying() -> Ignored {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    Ignored(
+        FATAL_WHILE_RELAYING
+            .iter()
+            // SAFETY: ignoring a signal is always sound.
+            .filter_map(|s| unsafe { sigaction(*s, &ignore) }.ok().map(|old| (*s, old)))
+            .collect(),
+    )
+}
+
+impl Drop for Ignored {
+    fn drop(&mut self) {
+        for (signal, old) in &self.0 {
+            // SAFETY: putting back a disposition sigaction returned.
+            let _ = unsafe { sigaction(*signal, old) };
+        }
+    }
 }
