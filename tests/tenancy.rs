@@ -4,8 +4,8 @@
 //! node: what the API server admits with a run's token, what a pod in
 //! another namespace can reach, and that a deleted policy comes back.
 //!
-//! `heidi` is this file's own user (tests/testbed/users.sh); `carol` and
-//! `bob` are the two tenants of the isolation test.
+//! `heidi` and `ivan` are this file's own users (tests/testbed/users.sh);
+//! `carol` and `bob` are the two tenants of the isolation test.
 
 mod common;
 
@@ -341,4 +341,55 @@ fn tokio_run<F: std::future::Future<Output = ()>>(future: F) {
         .build()
         .expect("runtime")
         .block_on(future)
+}
+
+/// A namespace policy the API server refuses (a default above the maximum:
+/// valid quantities, an invalid LimitRange) stops the run before its command
+/// starts, with exit 78 and the fix, and the run's lease rolled back.
+#[test]
+fn a_policy_the_api_server_refuses_stops_the_run_before_the_command() {
+    let config = config_variant(
+        "invalid-limits",
+        &[(
+            "default = { cpu = \"1\", memory = \"1Gi\" }",
+            "default = { cpu = \"8\", memory = \"1Gi\" }",
+        )],
+    );
+    let out = output(&mut root_kubesu(&[
+        "run",
+        "--config",
+        &config,
+        "--user",
+        "ivan",
+        "--",
+        SH,
+        "-c",
+        "echo the command ran",
+    ]));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "the command ran: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("kubesu-limits") && stderr(&out).contains("fix [namespace]"),
+        "{}",
+        stderr(&out)
+    );
+    tokio_run(async {
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin_client().await, "kubesu-ivan");
+        let leases = accounts
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=kubesu"))
+            .await
+            .expect("list accounts");
+        assert!(
+            leases
+                .items
+                .iter()
+                .all(|a| a.metadata.deletion_timestamp.is_some()),
+            "a lease was left: {:?}",
+            leases
+                .items
+                .iter()
+                .map(|a| &a.metadata.name)
+                .collect::<Vec<_>>()
+        );
+    });
 }

@@ -233,6 +233,12 @@ where
             "{what}: refused ({e}); the run does not start without its namespace policy. \
              Grant kubesu's identity what `kubesu rbac` prints and check `kubesu check`"
         ))),
+        // Invalid: values the config's grammar admits but the API server
+        // does not (a default above the maximum). The config must change.
+        Err(e) if status_of(&e) == Some(422) => Err(Failure::config(format!(
+            "{what}: the API server finds it invalid ({e}); fix [namespace] quota or limits \
+             in kubesu's config (a default may not exceed the maximum) and run `kubesu check`"
+        ))),
         Err(e) => Err(api_failure(&what, e)),
     }
 }

@@ -10,8 +10,8 @@
 #   frank                 an end user whose runs tests/security.rs only ever
 #                         refuses (so no object or file of frank's may exist)
 #   grace                 an end user of the fault tests (tests/faults.rs)
-#   heidi                 an end user of the namespace policy tests
-#                         (tests/tenancy.rs)
+#   heidi, ivan           end users of the namespace policy tests
+#                         (tests/tenancy.rs; ivan's runs never get a command)
 #   a_b, a-b              end users whose names collide after mangling
 #   toor                  uid 0 under another name, in kubesu-users: must be
 #                         refused as root (no password, no home, nologin)
@@ -42,6 +42,7 @@ user lowuid 990 kubesu-users
 user frank 3008 kubesu-users
 user grace 3011 kubesu-users
 user heidi 3012 kubesu-users
+user ivan 3013 kubesu-users
 user a_b 3009 kubesu-users
 user a-b 3010 kubesu-users
 if ! getent passwd toor >/dev/null; then
