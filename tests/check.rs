@@ -139,7 +139,7 @@ fn an_identity_without_rbac_fails_with_the_missing_permissions() {
     for (name, missing) in [
         (
             "rbac namespaces",
-            "missing: get, list, create, delete on namespaces (",
+            "missing: get, list, create, patch, delete on namespaces (",
         ),
         (
             "rbac serviceaccounts/token",
