@@ -153,15 +153,9 @@ pub struct OutputArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct RevokeArgs {
-    /// The run to revoke.
-    #[arg(value_name = "RUN_ID")]
-    pub run_id: Option<String>,
-
-    /// Revoke every live run of this user.
-    #[arg(long, value_name = "USER")]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub target: RevokeTarget,
 
     /// End the runs' commands too, as at their maximum run time (TERM, a
     /// grace period, KILL; the run exits 124). Only runs supervised on this
@@ -169,6 +163,19 @@ pub struct RevokeArgs {
     /// revoked.
     #[arg(long)]
     pub end: bool,
+}
+
+/// Which runs `kubesu revoke` acts on: one of the two.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeTarget {
+    /// The run to revoke.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: Option<String>,
+
+    /// Revoke every live run of this user.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }
 
 #[cfg(test)]

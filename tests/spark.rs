@@ -1379,7 +1379,12 @@ mod on_a_node {
     }
 
     #[tokio::test]
-    async fn a_driver_that_fails_with_spark_4_ends_the_run_with_sparks_status_and_leaves_nothing() {
+    /// spark-submit 4.3.0 exits 0 in cluster mode although its driver pod
+    /// failed: kubesu ends the run with the driver container's status
+    /// (Spark's 101 for a class it cannot load), read before revocation
+    /// deletes the pod.
+    async fn a_driver_that_fails_with_spark_4_ends_the_run_with_the_drivers_status_and_leaves_nothing()
+     {
         require_pyspark();
         let admin = admin_client().await;
         let app = app_name("pi-fails");
@@ -1391,14 +1396,19 @@ mod on_a_node {
         let tail = ["--class", "org.example.NoSuchMain", &jar];
         let run = submission(&SPARK_4, &app, "cluster", &tail);
         let (output, seen) = watch_job(&admin, &app, run, true).await;
-        let code = output.status.code();
-        assert!(
-            code.is_some_and(|c| c != 0 && c < 64),
+        assert_eq!(
+            output.status.code(),
+            Some(101),
             "{}",
             describe(
-                "a failed driver: spark-submit's non-zero status, not kubesu's",
+                "a failed driver: the driver container's status, not kubesu's own",
                 &output
             )
+        );
+        assert!(
+            stderr(&output).contains("failed with exit status 101"),
+            "{}",
+            describe("kubesu says why the run failed", &output)
         );
         let record = run_record(&output);
         assert_eq!(record["revoked"], true, "{record}");

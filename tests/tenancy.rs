@@ -249,7 +249,7 @@ fn a_pod_in_another_namespace_cannot_reach_a_runs_pods() {
     });
 }
 
-/// The "namespace policy" row of `kubesu check --json`, as text.
+/// The detail of the "namespace policy" row of `kubesu check --json`.
 fn namespace_policy_check() -> String {
     let out = output(&mut root_kubesu(&["check", "--json"]));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -259,7 +259,7 @@ fn namespace_policy_check() -> String {
         .iter()
         .find(|r| r["name"] == "namespace policy")
         .unwrap_or_else(|| panic!("no namespace policy row: {report}"));
-    row.to_string()
+    row["detail"].as_str().unwrap_or_default().to_string()
 }
 
 fn pod(name: &str, image: &str, command: &[&str], namespace: &str) -> Pod {

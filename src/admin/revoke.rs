@@ -23,7 +23,7 @@ use crate::sys::signals::END_RUN;
 /// administrator may revoke any run; a sudo caller only the runs it started.
 pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
     let session = admin::open(config_path, "revoke", Audience::AdministratorsAndCallers)?;
-    let (selector, what) = match (&args.run_id, &args.user) {
+    let (selector, what) = match (&args.target.run_id, &args.target.user) {
         (Some(run), _) => {
             let run = RunId::parse(run)?;
             (format!("{RUN_LABEL}={run}"), format!("run {run}"))

@@ -60,6 +60,9 @@ pub struct Keeping<'a> {
 pub struct Kept {
     pub paths: Vec<PathBuf>,
     pub warnings: Vec<String>,
+    /// A driver container that ended with a non-zero status, and that
+    /// status: spark-submit (3.5, 4.3) exits 0 in cluster mode even then.
+    pub failed_driver: Option<(String, i32)>,
 }
 
 /// Keep the logs of the run's driver pods. Never fails: every problem is a
@@ -93,6 +96,7 @@ async fn keep_all(cluster: &Cluster, keeping: &Keeping<'_>, kept: &mut Kept) {
     if pods.is_empty() {
         return;
     }
+    kept.failed_driver = pods.iter().find_map(failed_driver);
     if pods.len() > MAX_DRIVERS {
         kept.warnings.push(format!(
             "run {} has {} pods labelled as its driver: only the logs of the first \
@@ -119,6 +123,20 @@ async fn keep_all(cluster: &Cluster, keeping: &Keeping<'_>, kept: &mut Kept) {
             kept.warnings.push(e.message);
         }
     }
+}
+
+/// The pod's name and its driver container's exit status, if that
+/// container ended with a non-zero one.
+fn failed_driver(pod: &Pod) -> Option<(String, i32)> {
+    let name = pod.metadata.name.clone()?;
+    let wanted = leftovers::driver_container(pod);
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let driver = match &wanted {
+        Some(container) => statuses.iter().find(|s| &s.name == container)?,
+        None => statuses.first()?,
+    };
+    let code = driver.state.as_ref()?.terminated.as_ref()?.exit_code;
+    (code != 0).then_some((name, code))
 }
 
 /// The directory, created if absent and checked, with every directory

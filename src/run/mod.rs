@@ -197,10 +197,23 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     let removed = handover::remove(&config.runtime.dir, &plan.identity.run);
     clock.done("revoke");
 
-    let (status, supervised) = match &outcome {
+    let (mut status, supervised) = match &outcome {
         Ok(outcome) => (outcome.status, Some(outcome)),
         Err(failure) => (failure.exit_status(), None),
     };
+    // A failed cluster-mode job must not look like a success to the
+    // platform: the driver's status stands in for spark-submit's 0.
+    if status == 0
+        && supervised.is_some()
+        && let Some((pod, code)) = &kept.failed_driver
+    {
+        err!(
+            "kubesu: spark-submit exited 0, but driver pod {pod} of run {} failed with exit \
+             status {code}: the run ends with {code}",
+            plan.identity.run
+        );
+        status = (*code).clamp(1, 255);
+    }
     record.ended(End {
         status,
         error: None,
@@ -232,7 +245,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     {
         err!("{json}");
     }
-    outcome.map(|o| o.status)
+    outcome.map(|_| status)
 }
 
 /// The audit record of a run, as it starts.
