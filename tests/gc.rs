@@ -4,8 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::*;
@@ -40,7 +39,7 @@ fn mentions(actions: &[serde_json::Value], run: &str) -> bool {
 
 /// A run for bob that prints its run id and then sleeps.
 fn start_sleeping_run() -> (Child, String) {
-    let mut child = sudo_kubesu(&[
+    let (child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
         "run",
         "--user",
         "bob",
@@ -48,17 +47,8 @@ fn start_sleeping_run() -> (Child, String) {
         SH,
         "-c",
         "echo $KUBESU_RUN_ID; exec sleep 60",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let run = line.trim().to_string();
-    assert_eq!(run.len(), 16, "no run id printed: {line:?}");
+    ]));
+    assert_eq!(run.len(), 16, "no run id printed: {run:?}");
     (child, run)
 }
 

@@ -162,7 +162,6 @@ const FAKE_SPARK_SUBMIT: &str = "/etc/kubesu/test-fake-spark-submit";
 /// pod never starts (its image is absent), so the read fails; it is the
 /// request that counts here.
 async fn run_with_a_driver_pod(config: &str) {
-    use std::io::{BufRead, BufReader};
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(
         FAKE_SPARK_SUBMIT,
@@ -171,7 +170,7 @@ async fn run_with_a_driver_pod(config: &str) {
     .expect("write the fake spark-submit");
     std::fs::set_permissions(FAKE_SPARK_SUBMIT, std::fs::Permissions::from_mode(0o755))
         .expect("chmod");
-    let mut child = root_kubesu(&[
+    let (child, run) = start_and_read_first_line(&mut root_kubesu(&[
         "run",
         "--config",
         config,
@@ -179,16 +178,8 @@ async fn run_with_a_driver_pod(config: &str) {
         "alice",
         "--",
         FAKE_SPARK_SUBMIT,
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .expect("start the run");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("the run id");
-    let run = line.trim();
+    ]));
+    let run = run.as_str();
     // Within Pod Security "restricted", which the example config enforces.
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {

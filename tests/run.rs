@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -223,7 +222,7 @@ fn exit_statuses_come_back_as_the_command_left_them() {
 
 #[tokio::test]
 async fn sigterm_to_kubesu_reaches_the_command_and_revocation_still_happens() {
-    let mut child = sudo_kubesu(&[
+    let (child, first) = start_and_read_first_line(&mut sudo_kubesu(&[
         "run",
         "--json",
         "--user",
@@ -232,16 +231,8 @@ async fn sigterm_to_kubesu_reaches_the_command_and_revocation_still_happens() {
         SH,
         "-c",
         "echo started; exec sleep 60",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn sudo kubesu");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("read");
-    assert_eq!(first.trim(), "started");
+    ]));
+    assert_eq!(first, "started");
     // sudo relays the signal to kubesu, as when a platform cancels a job.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -836,7 +827,7 @@ fn the_record_names_the_runs_token_by_its_jti() {
 /// included), by the supervising kubesu, which exits 124.
 #[tokio::test]
 async fn revoke_end_ends_the_command_and_the_run() {
-    let mut child = sudo_kubesu(&[
+    let (child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
         "run",
         "--json",
         "--user",
@@ -845,16 +836,7 @@ async fn revoke_end_ends_the_command_and_the_run() {
         SH,
         "-c",
         "trap '' TERM; echo \"$KUBESU_RUN_ID\"; sleep 300 & wait; sleep 300",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("kubesu run");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("run id");
-    let run = first.trim().to_string();
+    ]));
     let revoked = output(&mut root_kubesu(&["revoke", "--end", &run]));
     assert_eq!(revoked.status.code(), Some(0), "{}", stderr(&revoked));
     assert!(

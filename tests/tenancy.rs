@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -163,7 +161,7 @@ fn the_quota_and_the_container_defaults_hold_for_a_runs_pods_and_come_back_when_
 /// `[objects]` labels too.
 #[test]
 fn the_runs_objects_carry_the_configured_labels() {
-    let mut child = sudo_kubesu(&[
+    let (mut child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
         "run",
         "--user",
         "heidi",
@@ -171,16 +169,7 @@ fn the_runs_objects_carry_the_configured_labels() {
         SH,
         "-c",
         "echo \"$KUBESU_RUN_ID\"; sleep 30",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("kubesu run");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("run id");
-    let run = first.trim().to_string();
+    ]));
     tokio_run(async {
         let admin = admin_client().await;
         let selector = ListParams::default().labels(&format!("kubesu.io/run={run}"));

@@ -230,3 +230,20 @@ pub fn audit_records(run: &str) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Start `command` (a kubesu run) with its output piped, and read the first
+/// line its command prints (a run id, "started"): by then the run is
+/// prepared and its command running. The child's stdout is taken.
+pub fn start_and_read_first_line(command: &mut Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the command's first line");
+    (child, line.trim().to_string())
+}
