@@ -1093,6 +1093,55 @@ fn links_planted_in_the_run_directory_are_removed_not_followed() {
     assert_eq!(run_record(&out)["revoked"], true);
 }
 
+/// The run directory is on /run, a tmpfs the whole host shares: the
+/// command must not be able to put anything there, nor grow, replace or
+/// re-permission what kubesu handed over, while reading it still works.
+#[test]
+fn the_command_cannot_fill_or_change_its_run_directory() {
+    let script = r#"
+        dir=$(dirname "$KUBECONFIG")
+        try() { name=$1; shift; out=$("$@" 2>&1) && echo "$name: done" || echo "$name: $out"; }
+        try create touch "$dir/x"
+        try fill dd if=/dev/zero of="$dir/fill" bs=1M count=4
+        try grow dd if=/dev/zero of="$dir/token" bs=1M count=4 oflag=append conv=notrunc
+        try replace mv "$dir/token" "$dir/old-token"
+        try delete rm -f "$dir/ca.crt"
+        try open-dir chmod 0777 "$dir"
+        try open-file chmod 0666 "$dir/kubeconfig"
+        echo "size: $(du -sk "$dir" | cut -f1)"
+        head -c 1 "$KUBECONFIG" >/dev/null && echo kubeconfig-read
+        ls "$dir" >/dev/null && echo listed
+        kubectl get pods >/dev/null && echo kubectl-works
+    "#;
+    let out = sudo_run("alice", &[SH, "-c", script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let said = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    for name in ["create", "fill", "grow", "replace", "delete"] {
+        assert!(
+            said(name).contains("Permission denied"),
+            "{name} was not refused: {text}"
+        );
+    }
+    for name in ["open-dir", "open-file"] {
+        assert!(
+            said(name).contains("Operation not permitted"),
+            "{name} was not refused: {text}"
+        );
+    }
+    let kib: u64 = said("size").parse().expect("du");
+    assert!(kib < 64, "the run directory grew to {kib} KiB: {text}");
+    for line in ["kubeconfig-read", "listed", "kubectl-works"] {
+        assert!(text.lines().any(|l| l.trim() == line), "no {line}: {text}");
+    }
+    assert_eq!(run_record(&out)["revoked"], true);
+}
+
 // --- inside the command ----------------------------------------------------
 
 #[test]
