@@ -1062,17 +1062,20 @@ fn links_planted_in_the_run_directory_are_removed_not_followed() {
     make_dir(&victim.join("dir"), 0o755, 0);
     write_file(&victim.join("dir/inner"), "precious\n", 0o644);
     // As the user, inside the run: replace the handed-over files with links to
-    // root's files, plant links to directories, nest directories.
+    // root's files, plant links to directories, nest directories. The run
+    // directory is root's, so each is refused; the removal through
+    // descriptors is what still protects against run directories of older
+    // versions, which were the user's (`run/handover.rs
+    // remove_deletes_links_not_their_targets` plants them as root).
     let script = format!(
-        r#"set -e
+        r#"
         dir=$(dirname "$KUBECONFIG")
-        ln -sf {victim}/file "$dir/token"
-        ln -sf {victim}/file "$dir/kubeconfig"
-        ln -s {victim}/dir "$dir/link-to-dir"
-        ln -s {victim} "$dir/link-to-victim"
-        mkdir -p "$dir/a/b/c"
-        ln -s {victim}/dir "$dir/a/b/c/link"
-        mkdir /run/kubesu/planted 2>/dev/null && echo created-in-runtime || true
+        ln -sf {victim}/file "$dir/token" 2>/dev/null && echo planted
+        ln -sf {victim}/file "$dir/kubeconfig" 2>/dev/null && echo planted
+        ln -s {victim}/dir "$dir/link-to-dir" 2>/dev/null && echo planted
+        ln -s {victim} "$dir/link-to-victim" 2>/dev/null && echo planted
+        mkdir -p "$dir/a/b/c" 2>/dev/null && echo planted
+        mkdir /run/kubesu/planted 2>/dev/null && echo created-in-runtime
         echo "$dir"
         "#,
         victim = victim.display()
