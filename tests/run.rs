@@ -151,9 +151,10 @@ fn handed_credentials_work_in_the_namespace_only_and_files_are_private() {
     let out = run_as("alice", &[SH, "-c", script]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let lines: Vec<String> = stdout(&out).lines().map(|l| l.trim().to_string()).collect();
-    assert_eq!(lines[0], "700 alice alice", "run directory");
+    // Root's, read by alice through an ACL entry (the mode shows its mask).
+    assert_eq!(lines[0], "750 root root", "run directory");
     for file in &lines[1..4] {
-        assert_eq!(file, "600 alice alice", "a handed-over file");
+        assert_eq!(file, "640 root root", "a handed-over file");
     }
     assert_eq!(lines[4], "fds: 0 1 2", "descriptors above 2 must be closed");
     for expected in [
@@ -655,7 +656,8 @@ async fn the_token_is_renewed_in_the_kubeconfig_while_the_command_runs() {
         ["renewed", "kubeconfig-renewed", "works"],
         "{printed}"
     );
-    assert_eq!(&lines[3..5], ["600 alice", "600 alice"]);
+    // Replaced by root, still root's and read by alice through an ACL entry.
+    assert_eq!(&lines[3..5], ["640 root", "640 root"]);
     assert_eq!(
         &lines[5..],
         ["ca.crt", "kubeconfig", "token"],

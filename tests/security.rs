@@ -1062,17 +1062,20 @@ fn links_planted_in_the_run_directory_are_removed_not_followed() {
     make_dir(&victim.join("dir"), 0o755, 0);
     write_file(&victim.join("dir/inner"), "precious\n", 0o644);
     // As the user, inside the run: replace the handed-over files with links to
-    // root's files, plant links to directories, nest directories.
+    // root's files, plant links to directories, nest directories. The run
+    // directory is root's, so each is refused; the removal through
+    // descriptors is what still protects against run directories of older
+    // versions, which were the user's (`run/handover.rs
+    // remove_deletes_links_not_their_targets` plants them as root).
     let script = format!(
-        r#"set -e
+        r#"
         dir=$(dirname "$KUBECONFIG")
-        ln -sf {victim}/file "$dir/token"
-        ln -sf {victim}/file "$dir/kubeconfig"
-        ln -s {victim}/dir "$dir/link-to-dir"
-        ln -s {victim} "$dir/link-to-victim"
-        mkdir -p "$dir/a/b/c"
-        ln -s {victim}/dir "$dir/a/b/c/link"
-        mkdir /run/kubesu/planted 2>/dev/null && echo created-in-runtime || true
+        ln -sf {victim}/file "$dir/token" 2>/dev/null && echo planted
+        ln -sf {victim}/file "$dir/kubeconfig" 2>/dev/null && echo planted
+        ln -s {victim}/dir "$dir/link-to-dir" 2>/dev/null && echo planted
+        ln -s {victim} "$dir/link-to-victim" 2>/dev/null && echo planted
+        mkdir -p "$dir/a/b/c" 2>/dev/null && echo planted
+        mkdir /run/kubesu/planted 2>/dev/null && echo created-in-runtime
         echo "$dir"
         "#,
         victim = victim.display()
@@ -1090,6 +1093,55 @@ fn links_planted_in_the_run_directory_are_removed_not_followed() {
         std::fs::read_to_string(victim.join("dir/inner")).expect("victim dir"),
         "precious\n"
     );
+    assert_eq!(run_record(&out)["revoked"], true);
+}
+
+/// The run directory is on /run, a tmpfs the whole host shares: the
+/// command must not be able to put anything there, nor grow, replace or
+/// re-permission what kubesu handed over, while reading it still works.
+#[test]
+fn the_command_cannot_fill_or_change_its_run_directory() {
+    let script = r#"
+        dir=$(dirname "$KUBECONFIG")
+        try() { name=$1; shift; out=$("$@" 2>&1) && echo "$name: done" || echo "$name: $out"; }
+        try create touch "$dir/x"
+        try fill dd if=/dev/zero of="$dir/fill" bs=1M count=4
+        try grow dd if=/dev/zero of="$dir/token" bs=1M count=4 oflag=append conv=notrunc
+        try replace mv "$dir/token" "$dir/old-token"
+        try delete rm -f "$dir/ca.crt"
+        try open-dir chmod 0777 "$dir"
+        try open-file chmod 0666 "$dir/kubeconfig"
+        echo "size: $(du -sk "$dir" | cut -f1)"
+        head -c 1 "$KUBECONFIG" >/dev/null && echo kubeconfig-read
+        ls "$dir" >/dev/null && echo listed
+        kubectl get pods >/dev/null && echo kubectl-works
+    "#;
+    let out = sudo_run("alice", &[SH, "-c", script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let said = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    for name in ["create", "fill", "grow", "replace", "delete"] {
+        assert!(
+            said(name).contains("Permission denied"),
+            "{name} was not refused: {text}"
+        );
+    }
+    for name in ["open-dir", "open-file"] {
+        assert!(
+            said(name).contains("Operation not permitted"),
+            "{name} was not refused: {text}"
+        );
+    }
+    let kib: u64 = said("size").parse().expect("du");
+    assert!(kib < 64, "the run directory grew to {kib} KiB: {text}");
+    for line in ["kubeconfig-read", "listed", "kubectl-works"] {
+        assert!(text.lines().any(|l| l.trim() == line), "no {line}: {text}");
+    }
     assert_eq!(run_record(&out)["revoked"], true);
 }
 

@@ -1,12 +1,16 @@
 //! The per-run credential directory `<runtime>/<run id>/`: a kubeconfig, the
 //! token and the CA, readable only by the end user; and for a spark-submit
-//! given a properties file, kubesu's checked copy of it, which the user can
-//! read but not write.
+//! given a properties file, kubesu's checked copy of it.
 //!
-//! The end user owns their run directory once it is handed over and may be
-//! hostile, so everything below the runtime directory is reached through
-//! directory descriptors with O_NOFOLLOW: root never follows a link it did not
-//! create and never writes or deletes outside the run directory.
+//! The runtime directory is on a file system the whole host shares (/run),
+//! so the run directory and every file in it stay root's, mode 0700 and
+//! 0600, and the end user reads them through a POSIX ACL entry (shown as
+//! 0750 and 0640): the user's command can neither create, grow, rename,
+//! delete nor chmod anything there, so it cannot fill /run nor swap a file.
+//! Directories of older versions were the user's; everything below the
+//! runtime directory is still reached through directory descriptors with
+//! O_NOFOLLOW: root never follows a link it did not create and never
+//! writes or deletes outside the run directory.
 
 use std::ffi::OsStr;
 use std::io::Write;
@@ -15,14 +19,14 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::stat::{fchmod, fstat, mkdirat};
-use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
+use nix::unistd::{Uid, UnlinkatFlags, unlinkat};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::identity::{RunId, RunIdentity};
 use crate::run::runtime_dir;
-use crate::sys::fs::{create_new_at, is_dir, mode, open_dir_at, remove_tree_at};
+use crate::sys::fs::{create_new_at, grant_read, is_dir, mode, open_dir_at, remove_tree_at};
 
 const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_FILE: &str = "token";
@@ -31,11 +35,10 @@ const SPARK_PROPERTIES_FILE: &str = "spark.properties";
 /// Name of the cluster and the context in the kubeconfig.
 const KUBECONFIG_NAME: &str = "kubesu";
 
+/// Root's; the user's ACL entry lets them list and enter it (0750 shown).
 const RUN_DIR_MODE: u32 = 0o700;
+/// Root's; the user's ACL entry lets them read it (0640 shown).
 const FILE_MODE: u32 = 0o600;
-/// Root's, readable by the user's group (only the user can enter the run
-/// directory): the user reads it and cannot change it in place.
-const READ_ONLY_MODE: u32 = 0o440;
 
 /// What the user gets: the API server, its CA, the run's token, and who the
 /// run is (its namespace, its ServiceAccount; its id names the directory).
@@ -75,13 +78,13 @@ pub fn planned(runtime: &Path, run: &RunId, spark_properties: bool) -> Handover 
 /// checked copy of a spark-submit's properties file if there is one.
 ///
 /// The directory and files are created by root with exclusive creation and
-/// handed to `uid:gid` last, so the user can never swap anything while root
-/// writes; an existing run directory is refused, never reused. On failure,
-/// whatever this call created is removed again.
+/// stay root's; `uid` gets read access through an ACL entry on each (see
+/// `sys::fs::grant_read`). An existing run directory is refused, never
+/// reused. A file system without POSIX ACLs is `Failure::config`. On
+/// failure, whatever this call created is removed again.
 pub fn hand_over(
     runtime: &Path,
     uid: Uid,
-    gid: Gid,
     creds: &Credentials,
     spark_properties: Option<&[u8]>,
 ) -> Result<Handover> {
@@ -106,26 +109,16 @@ pub fn hand_over(
         ))
     })?;
 
-    let mut files: Vec<(&str, &Path, &[u8], Access)> = vec![
-        (CA_FILE, &handover.ca, creds.ca_pem, Access::User),
+    let mut files: Vec<(&str, &Path, &[u8])> = vec![
+        (CA_FILE, &handover.ca, creds.ca_pem),
         // Spark sends the token verbatim as an HTTP header: no newline.
-        (
-            TOKEN_FILE,
-            &handover.token,
-            creds.token.as_bytes(),
-            Access::User,
-        ),
-        (
-            KUBECONFIG_FILE,
-            &handover.kubeconfig,
-            &kubeconfig,
-            Access::User,
-        ),
+        (TOKEN_FILE, &handover.token, creds.token.as_bytes()),
+        (KUBECONFIG_FILE, &handover.kubeconfig, &kubeconfig),
     ];
     if let (Some(path), Some(contents)) = (&handover.spark_properties, spark_properties) {
-        files.push((SPARK_PROPERTIES_FILE, path, contents, Access::ReadOnly));
+        files.push((SPARK_PROPERTIES_FILE, path, contents));
     }
-    match fill(&runtime_fd, run, &handover.dir, &files, uid, gid) {
+    match fill(&runtime_fd, run, &handover.dir, &files, uid) {
         Ok(()) => Ok(handover),
         Err(mut failure) => {
             // The directory is ours (mkdirat succeeded): undo it all.
@@ -140,11 +133,11 @@ pub fn hand_over(
 }
 
 /// Replace the token and the kubeconfig of a handed-over run with renewed
-/// ones. The run directory is the user's by now, so each file is written
-/// under a fresh name with exclusive creation and renamed over the old one
-/// through the directory's descriptor: a link the user planted is replaced,
-/// never followed. Readers see the old file or the new one, never half.
-pub fn refresh(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Result<()> {
+/// ones. Each file is written under a fresh name with exclusive creation,
+/// made readable by `uid` like the first, and renamed over the old one
+/// through the directory's descriptor: readers see the old file or the new
+/// one, never half, and nothing at the old name is ever followed.
+pub fn refresh(runtime: &Path, uid: Uid, creds: &Credentials) -> Result<()> {
     let run = &creds.identity.run;
     let handover = planned(runtime, run, false);
     check_token(creds.token, uid)?;
@@ -160,11 +153,11 @@ pub fn refresh(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Resul
     let dir_fd =
         open_dir_at(&runtime_fd, run.as_str()).map_err(|e| failure("open", &handover.dir, &e))?;
     let stat = fstat(&dir_fd).map_err(|e| failure("inspect", &handover.dir, &e))?;
-    if !is_dir(&stat) || stat.st_uid != uid.as_raw() {
+    if !is_dir(&stat) || stat.st_uid != 0 {
         return Err(failure(
             "use",
             &handover.dir,
-            &"it is not the run directory handed to the user",
+            &"it is not the root-owned run directory kubesu handed over",
         ));
     }
     let files: [(&str, &Path, &[u8]); 2] = [
@@ -178,7 +171,7 @@ pub fn refresh(runtime: &Path, uid: Uid, gid: Gid, creds: &Credentials) -> Resul
         let written = fchmod(&file, mode(FILE_MODE))
             .map_err(|e| e.to_string())
             .and_then(|()| file.write_all(contents).map_err(|e| e.to_string()))
-            .and_then(|()| fchown(&file, Some(uid), Some(gid)).map_err(|e| e.to_string()))
+            .and_then(|()| grant_read(&file, &[uid]).map_err(|e| e.to_string()))
             .and_then(|()| {
                 nix::fcntl::renameat(&dir_fd, fresh.as_str(), &dir_fd, name)
                     .map_err(|e| e.to_string())
@@ -256,24 +249,14 @@ fn kubeconfig(handover: &Handover, creds: &Credentials) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Who may do what with a handed-over file.
-#[derive(Clone, Copy)]
-enum Access {
-    /// The user's own (the credentials, which kubesu renews by replacing them).
-    User,
-    /// Root's, readable by the user (`READ_ONLY_MODE`).
-    ReadOnly,
-}
-
-/// Write the files into the freshly made run directory, then give it all to
-/// the user, directory last.
+/// Let the user read the freshly made run directory, then write the files
+/// into it, each readable by the user: all stays root's.
 fn fill(
     runtime_fd: &OwnedFd,
     run: &RunId,
     dir: &Path,
-    files: &[(&str, &Path, &[u8], Access)],
+    files: &[(&str, &Path, &[u8])],
     uid: Uid,
-    gid: Gid,
 ) -> Result<()> {
     let failure = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
         Failure::software(format!(
@@ -293,19 +276,38 @@ fn fill(
         ));
     }
     fchmod(&dir_fd, mode(RUN_DIR_MODE)).map_err(|e| failure("set mode of", dir, &e))?;
-    for &(name, path, contents, access) in files {
-        let (bits, owner) = match access {
-            Access::User => (FILE_MODE, Some(uid)),
-            Access::ReadOnly => (READ_ONLY_MODE, None),
-        };
+    grant_read(&dir_fd, &[uid]).map_err(|e| no_acl(dir, uid, e))?;
+    for &(name, path, contents) in files {
         let mut file =
             create_new_at(&dir_fd, name, FILE_MODE).map_err(|e| failure("create", path, &e))?;
+        fchmod(&file, mode(FILE_MODE)).map_err(|e| failure("set mode of", path, &e))?;
+        grant_read(&file, &[uid]).map_err(|e| no_acl(path, uid, e))?;
         file.write_all(contents)
             .map_err(|e| failure("write", path, &e))?;
-        fchmod(&file, mode(bits)).map_err(|e| failure("set mode of", path, &e))?;
-        fchown(&file, owner, Some(gid)).map_err(|e| failure("give", path, &e))?;
     }
-    fchown(&dir_fd, Some(uid), Some(gid)).map_err(|e| failure("give", dir, &e))
+    Ok(())
+}
+
+/// Granting `uid` read access to `path` failed: without ACLs the user could
+/// only read their files if they owned them (or the directory), and then
+/// fill the runtime directory's file system.
+fn no_acl(path: &Path, uid: Uid, e: Errno) -> Failure {
+    if e == Errno::EOPNOTSUPP {
+        Failure::config(format!(
+            "cannot let uid {uid} read {}: the runtime directory's file system does not \
+             support POSIX ACLs, which kubesu needs so that the user can read the run's \
+             files while root keeps them; put the runtime directory on a file system with \
+             POSIX ACLs (tmpfs and ext4 have them; check its mount options) or configure \
+             another runtime directory",
+            path.display()
+        ))
+    } else {
+        Failure::software(format!(
+            "cannot let uid {uid} read {} through a POSIX ACL entry: {e}; check the runtime \
+             directory's file system, then retry",
+            path.display()
+        ))
+    }
 }
 
 /// Remove the run directory below the opened runtime directory (see
@@ -335,9 +337,10 @@ mod tests {
         RunId::parse("abcdefgh234567ab").unwrap()
     }
 
-    /// A root-owned 0711 runtime directory in a temp dir.
+    /// A root-owned 0711 runtime directory in a temp dir others may enter.
     fn runtime() -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let rt = tmp.path().join("rt");
         fs::create_dir(&rt).unwrap();
         fs::set_permissions(&rt, fs::Permissions::from_mode(0o711)).unwrap();
@@ -360,40 +363,70 @@ mod tests {
     }
 
     fn give(rt: &Path) -> Result<Handover> {
-        hand_over(
-            rt,
-            Uid::from_raw(USER),
-            Gid::from_raw(GROUP),
-            &creds(),
-            None,
-        )
+        hand_over(rt, Uid::from_raw(USER), &creds(), None)
     }
 
-    fn assert_owned(path: &Path, perms: u32) {
+    /// Root's, with the mode the user's ACL entry shows (its mask).
+    fn assert_roots(path: &Path, perms: u32) {
         let meta = fs::symlink_metadata(path).unwrap();
         assert_eq!(meta.mode() & 0o7777, perms, "{}", path.display());
-        assert_eq!(
-            (meta.uid(), meta.gid()),
-            (USER, GROUP),
-            "{}",
-            path.display()
-        );
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", path.display());
+    }
+
+    /// `sh -c script` as USER:GROUP (not in root's group); its success.
+    fn as_user(script: &str) -> bool {
+        std::process::Command::new("setpriv")
+            .args([
+                &format!("--reuid={USER}"),
+                &format!("--regid={GROUP}"),
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// The user reads every file and lists the directory, and can change
+    /// nothing in it.
+    fn assert_readable_not_writable(h: &Handover) {
+        let dir = h.dir.display();
+        for file in [&h.kubeconfig, &h.token, &h.ca] {
+            assert!(as_user(&format!("cat {} >/dev/null", file.display())));
+            assert!(!as_user(&format!("echo x >>{}", file.display())));
+            assert!(!as_user(&format!("chmod 0666 {}", file.display())));
+        }
+        assert!(as_user(&format!("ls {dir} >/dev/null")));
+        for change in [
+            "touch {dir}/x",
+            "rm -f {dir}/token",
+            "mv {dir}/token {dir}/t",
+        ] {
+            let change = change.replace("{dir}", &dir.to_string());
+            assert!(!as_user(&change), "{change} worked");
+        }
+        assert!(fs::symlink_metadata(h.dir.join("x")).is_err());
+        assert!(h.token.exists());
     }
 
     #[test]
     #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
-    fn hands_over_private_files() {
+    fn hands_over_roots_files_the_user_can_read_but_not_change() {
         crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let h = give(&rt).unwrap();
         assert_eq!(h.dir, rt.join(run().as_str()));
         assert!(fs::symlink_metadata(&h.dir).unwrap().is_dir());
-        assert_owned(&h.dir, 0o700);
+        assert_roots(&h.dir, 0o750);
         for file in [&h.kubeconfig, &h.token, &h.ca] {
             assert!(file.starts_with(&h.dir));
             assert!(fs::symlink_metadata(file).unwrap().is_file());
-            assert_owned(file, 0o600);
+            assert_roots(file, 0o640);
         }
+        assert_readable_not_writable(&h);
         assert_eq!(fs::read(&h.token).unwrap(), creds().token.as_bytes());
         assert_eq!(fs::read(&h.ca).unwrap(), creds().ca_pem);
 
@@ -424,14 +457,7 @@ mod tests {
         crate::sys::require_root();
         let (_tmp, rt) = runtime();
         let copy = b"spark.app.name=x\n";
-        let h = hand_over(
-            &rt,
-            Uid::from_raw(USER),
-            Gid::from_raw(GROUP),
-            &creds(),
-            Some(copy),
-        )
-        .unwrap();
+        let h = hand_over(&rt, Uid::from_raw(USER), &creds(), Some(copy)).unwrap();
         let path = h.spark_properties.expect("a properties copy");
         assert_eq!(path, planned(&rt, &run(), true).spark_properties.unwrap());
         assert_eq!(fs::read(&path).unwrap(), copy);
@@ -439,11 +465,53 @@ mod tests {
         assert!(meta.is_file());
         assert_eq!(
             (meta.uid(), meta.gid(), meta.mode() & 0o7777),
-            (0, GROUP, 0o440)
+            (0, 0, 0o640)
         );
+        assert!(as_user(&format!("cat {} >/dev/null", path.display())));
+        assert!(!as_user(&format!("echo x >>{}", path.display())));
         assert!(give(&rt).is_err(), "the run directory is not reused");
         remove(&rt, &run()).unwrap();
         assert!(fs::symlink_metadata(&h.dir).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(not(feature = "root-tests"), ignore = "needs root")]
+    fn refresh_replaces_the_files_and_keeps_them_roots() {
+        crate::sys::require_root();
+        let (_tmp, rt) = runtime();
+        let h = give(&rt).unwrap();
+        let mut renewed = creds();
+        renewed.token = "eyJhbGciOi.new.token";
+        refresh(&rt, Uid::from_raw(USER), &renewed).unwrap();
+        assert_eq!(fs::read(&h.token).unwrap(), b"eyJhbGciOi.new.token");
+        let config = fs::read_to_string(&h.kubeconfig).unwrap();
+        assert!(config.contains("eyJhbGciOi.new.token"), "{config}");
+        assert_roots(&h.dir, 0o750);
+        for file in [&h.kubeconfig, &h.token, &h.ca] {
+            assert_roots(file, 0o640);
+        }
+        assert_readable_not_writable(&h);
+        // The three files, no fresh name left over.
+        assert_eq!(fs::read_dir(&h.dir).unwrap().count(), 3);
+
+        // A run directory someone else owns is not written to.
+        std::os::unix::fs::chown(&h.dir, Some(USER), None).unwrap();
+        let err = refresh(&rt, Uid::from_raw(USER), &creds()).unwrap_err();
+        assert!(err.message.contains("root-owned"), "{}", err.message);
+        assert_eq!(fs::read(&h.token).unwrap(), b"eyJhbGciOi.new.token");
+    }
+
+    #[test]
+    fn a_file_system_without_acls_is_a_configuration_error() {
+        let path = Path::new("/run/kubesu/abcdefgh234567ab");
+        let err = no_acl(path, Uid::from_raw(USER), Errno::EOPNOTSUPP);
+        assert_eq!(err.code, Code::Config);
+        assert!(err.message.contains("POSIX ACLs"), "{}", err.message);
+        assert!(err.message.contains("tmpfs and ext4"), "{}", err.message);
+        assert_eq!(
+            no_acl(path, Uid::from_raw(USER), Errno::EIO).code,
+            Code::Software
+        );
     }
 
     #[test]
@@ -480,8 +548,7 @@ mod tests {
         let (_tmp, rt) = runtime();
         let mut bad = creds();
         bad.token = "abc\n";
-        let err =
-            hand_over(&rt, Uid::from_raw(USER), Gid::from_raw(GROUP), &bad, None).unwrap_err();
+        let err = hand_over(&rt, Uid::from_raw(USER), &bad, None).unwrap_err();
         assert_eq!(err.code, Code::Software);
         assert_eq!(fs::read_dir(&rt).unwrap().count(), 0);
     }

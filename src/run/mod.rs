@@ -131,7 +131,6 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             runtime_dir: &config.runtime.dir,
             identity: &plan.identity,
             uid: who.user.uid,
-            gid: who.user.gid,
             ttl: who.ttl,
             before: config.cluster.renew_before,
         },
@@ -269,7 +268,7 @@ fn start_record(who: &Authorized<'_>, plan: &Plan, argv: &[OsString]) -> Record 
 }
 
 /// Phase 4: the run's credentials (and a spark-submit's checked properties)
-/// into its private directory, for the user.
+/// into its private directory, root's and readable by the user.
 fn hand_over(
     cluster: &Cluster,
     config: &Config,
@@ -285,7 +284,6 @@ fn hand_over(
     handover::hand_over(
         &config.runtime.dir,
         who.user.uid,
-        who.user.gid,
         &credentials,
         who.spark_properties.as_ref().map(|p| p.copy.as_slice()),
     )

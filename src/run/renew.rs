@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use nix::unistd::{Gid, Uid};
+use nix::unistd::Uid;
 
 use crate::cluster::{Cluster, lease, token};
 use crate::policy::identity::RunIdentity;
@@ -74,7 +74,7 @@ impl<'a> Renewal<'a> {
             token: &minted.secret,
             identity: id,
         };
-        handover::refresh(of.runtime_dir, of.uid, of.gid, &credentials)?;
+        handover::refresh(of.runtime_dir, of.uid, &credentials)?;
         self.expires = minted.expires.parse().unwrap_or(self.expires);
         self.renewed += 1;
         self.ids.extend(minted.id);
@@ -89,7 +89,6 @@ pub struct RenewalParts<'a> {
     pub runtime_dir: &'a Path,
     pub identity: &'a RunIdentity,
     pub uid: Uid,
-    pub gid: Gid,
     pub ttl: Duration,
     pub before: Option<Duration>,
 }

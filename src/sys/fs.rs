@@ -1,7 +1,7 @@
 //! Every file access kubesu makes as root where someone else may have a say
 //! in the path: its config, its kubeconfig, the audit file, the runtime
-//! directory and the run directories the end user owns, the kept driver
-//! logs. Opens follow no
+//! directory and the run directories in it, which end users read (and,
+//! left by older versions, own), the kept driver logs. Opens follow no
 //! symbolic link in the last component, directories are reached through
 //! descriptors (`*at` calls), and ownership is checked on what was opened,
 //! not on a path that may have changed since.
@@ -350,12 +350,15 @@ impl RootDir<'_> {
     }
 }
 
-/// Let `readers` read an opened file through POSIX ACL entries (ACL_USER,
-/// read only) on top of its owner's; its owning group and others get
-/// nothing, so the mode shows the mask: 0640 for a 0600 file. One
-/// fsetxattr(2) on the descriptor, so there is no path to redirect. Fails
-/// with EOPNOTSUPP where the file system has no ACLs.
-pub fn grant_read(file: &File, readers: &[Uid]) -> nix::Result<()> {
+/// Let `readers` read an opened file, or list and enter an opened
+/// directory, through POSIX ACL entries (ACL_USER: read, plus search for a
+/// directory) on top of its owner's; its owning group and others get
+/// nothing, so the mode shows the mask: 0640 for a 0600 file, 0750 for a
+/// 0700 directory. Readers can change nothing: neither the file nor the
+/// directory's entries. One fstat(2) and one fsetxattr(2) on the
+/// descriptor, so there is no path to redirect. Fails with EOPNOTSUPP
+/// where the file system has no ACLs.
+pub fn grant_read(fd: impl AsFd, readers: &[Uid]) -> nix::Result<()> {
     // The kernel's xattr form of an access ACL (linux/posix_acl_xattr.h):
     // a version, then (tag, permissions, id) entries sorted by tag, then
     // id, each id at most once.
@@ -368,14 +371,21 @@ pub fn grant_read(file: &File, readers: &[Uid]) -> nix::Result<()> {
     const NO_ID: u32 = u32::MAX;
     const READ: u16 = 4;
     const WRITE: u16 = 2;
+    const SEARCH: u16 = 1;
+    let fd = fd.as_fd();
+    let (owner, read) = if is_dir(&fstat(fd)?) {
+        (READ | WRITE | SEARCH, READ | SEARCH)
+    } else {
+        (READ | WRITE, READ)
+    };
     let mut ids: Vec<u32> = readers.iter().map(|u| u.as_raw()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut entries = vec![(USER_OBJ, READ | WRITE, NO_ID)];
-    entries.extend(ids.iter().map(|&id| (USER, READ, id)));
+    let mut entries = vec![(USER_OBJ, owner, NO_ID)];
+    entries.extend(ids.iter().map(|&id| (USER, read, id)));
     entries.extend([
         (GROUP_OBJ, 0, NO_ID),
-        (MASK, READ, NO_ID),
+        (MASK, read, NO_ID),
         (OTHER, 0, NO_ID),
     ]);
     let mut value = VERSION.to_le_bytes().to_vec();
@@ -389,7 +399,7 @@ pub fn grant_read(file: &File, readers: &[Uid]) -> nix::Result<()> {
     // the length passed; the kernel only reads them.
     let done = unsafe {
         nix::libc::fsetxattr(
-            file.as_raw_fd(),
+            fd.as_raw_fd(),
             name.as_ptr(),
             value.as_ptr().cast(),
             value.len(),
