@@ -399,25 +399,29 @@ fn forced_spark<'de, D: serde::Deserializer<'de>>(
 fn pod_template<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<PathBuf>, D::Error> {
-    let path = PathBuf::deserialize(d)?;
-    if !path.is_absolute() {
-        return Err(serde::de::Error::custom(format!(
-            "Spark pod template {} is not an absolute path; write the template's full path, \
-             such as \"/etc/kubesu/spark-driver-template.yaml\"",
-            path.display()
-        )));
-    }
-    Ok(Some(path))
+    absolute_path(
+        d,
+        "Spark pod template",
+        "/etc/kubesu/spark-driver-template.yaml",
+    )
 }
 
 fn driver_log_dir<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<PathBuf>, D::Error> {
+    absolute_path(d, "driver log directory", "/var/log/kubesu-drivers")
+}
+
+/// A path that must be absolute; `what` and `example` make the message.
+fn absolute_path<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    what: &str,
+    example: &str,
+) -> std::result::Result<Option<PathBuf>, D::Error> {
     let path = PathBuf::deserialize(d)?;
     if !path.is_absolute() {
         return Err(serde::de::Error::custom(format!(
-            "driver log directory {} is not an absolute path; write a full path, such as \
-             \"/var/log/kubesu-drivers\"",
+            "{what} {} is not an absolute path; write its full path, such as \"{example}\"",
             path.display()
         )));
     }

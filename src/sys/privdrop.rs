@@ -135,10 +135,10 @@ fn in_child(
         )?;
     }
     reset_signal_dispositions();
-    step("setting the user's groups", setgroups(groups))?;
-    step("setting the user's gid", setresgid(gid, gid, gid))?;
-    step("setting the user's uid", setresuid(uid, uid, uid))?;
-    step("checking the dropped ids", check_dropped(uid, gid))?;
+    step(
+        "dropping to the user's groups, gid and uid",
+        become_user(uid, gid, groups),
+    )?;
     // After the uid change: a credential change clears the death signal.
     step(
         "setting the parent-death signal",
@@ -275,11 +275,7 @@ fn read_in_child(
     out: BorrowedFd<'_>,
     limit: usize,
 ) -> i32 {
-    let dropped = setgroups(groups)
-        .and_then(|()| setresgid(gid, gid, gid))
-        .and_then(|()| setresuid(uid, uid, uid))
-        .and_then(|()| check_dropped(uid, gid));
-    if dropped.is_err() {
+    if become_user(uid, gid, groups).is_err() {
         return DROP_FAILED;
     }
     if let Err(e) = enter_first(directories) {
@@ -355,6 +351,15 @@ fn collect(
             Err(e) => return Err(format!("cannot read from the reading process: {e}")),
         }
     }
+}
+
+/// Supplementary groups, then gid, then uid, then the proof that root is
+/// gone: the one way both children (the command's, `read_as`'s) drop.
+fn become_user(uid: Uid, gid: Gid, groups: &[Gid]) -> nix::Result<()> {
+    setgroups(groups)?;
+    setresgid(gid, gid, gid)?;
+    setresuid(uid, uid, uid)?;
+    check_dropped(uid, gid)
 }
 
 /// The ids must all be the user's, and root must be unreachable: a kernel or
