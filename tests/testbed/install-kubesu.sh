@@ -45,9 +45,12 @@ visudo -qcf "$repo/sudoers.d/kubesu"
 install -m 0440 -o root -g root "$repo/sudoers.d/kubesu" /etc/sudoers.d/kubesu
 /usr/sbin/kubesu rbac --user kubesu | kubectl --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null
 # The admission policies too, where the API server has them (1.30 and
-# later): the suite runs under them, as a cluster would.
-if kubectl --kubeconfig "$dir/admin.kubeconfig" api-resources --api-group admissionregistration.k8s.io -o name |
-  grep -qx 'validatingadmissionpolicies.admissionregistration.k8s.io'; then
+# later): the suite runs under them, as a cluster would. Asked of the server
+# itself, not of kubectl's discovery cache (kept per address, which both beds
+# share), and read whole: `kubectl … | grep -q` under pipefail failed when
+# grep exited before kubectl's last line, and the policies were skipped.
+group=$(kubectl --kubeconfig "$dir/admin.kubeconfig" get --raw /apis/admissionregistration.k8s.io/v1)
+if grep -q '"name":"validatingadmissionpolicies"' <<<"$group"; then
   /usr/sbin/kubesu rbac --admission --user kubesu |
     kubectl --kubeconfig "$dir/admin.kubeconfig" apply -f - >/dev/null
 fi
