@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::ListParams;
@@ -1662,6 +1662,58 @@ mod on_a_current_cluster {
             plain.contains("created (server dry run)"),
             "a pod within restricted is admitted with the same token: {plain}"
         );
+    }
+
+    /// Revocation finds what a run made by the run's label: a ConfigMap
+    /// made without it, or whose label the user took off, outlived the run
+    /// (issue 13, item 4). kubesu-run-confinement refuses both, and what
+    /// carries the label goes at revocation, for every run, not only
+    /// spark-submit's.
+    #[tokio::test]
+    async fn nothing_a_run_makes_with_its_token_outlives_the_run() {
+        let loose = unique("loose");
+        let kept = unique("kept");
+        let script = format!(
+            r#"
+            kubectl create configmap {loose} --from-literal=k=v 2>&1
+            echo ===
+            kubectl create configmap {kept} --from-literal=k=v --dry-run=client -o yaml |
+                kubectl label --local -f - -o yaml "kubesu.io/run=$KUBESU_RUN_ID" |
+                kubectl create -f - 2>&1
+            echo ===
+            kubectl label configmap {kept} kubesu.io/run- 2>&1
+            true
+        "#
+        );
+        let out = sudo_run("alice", &[SH, "-c", &script]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let answers: Vec<&str> = text.split("===\n").collect();
+        let [unlabelled, labelled, unlabel] = answers[..] else {
+            panic!("three answers expected: {text}");
+        };
+        for (what, answer) in [
+            ("an unlabelled ConfigMap", unlabelled),
+            ("taking the run's label off", unlabel),
+        ] {
+            assert!(
+                answer.contains("forbidden")
+                    && answer.contains("ValidatingAdmissionPolicy 'kubesu-run-confinement'"),
+                "{what} is refused with the run's token: {answer}"
+            );
+        }
+        assert!(
+            labelled.contains("created"),
+            "a ConfigMap with the run's label is made: {labelled}"
+        );
+        let maps: Api<ConfigMap> = Api::namespaced(admin_client().await, "kubesu-alice");
+        for name in [&loose, &kept] {
+            let found = maps.get_opt(name).await.expect("get configmap");
+            assert!(
+                found.is_none(),
+                "ConfigMap kubesu-alice/{name} outlived the run that made it"
+            );
+        }
     }
 }
 
