@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::ListParams;
@@ -1623,6 +1623,57 @@ async fn namespaces_kubesu_does_not_own_are_never_used() {
 
 /// What holds only where the cluster enforces it: Pod Security admission
 /// (on from 1.23, GA in 1.25). Not run on the Kubernetes 1.20 bed.
+/// Where no admission policy makes a run label what it makes (Kubernetes
+/// before 1.30), a pod made with the run's token carries no run label and
+/// outlived the run (issue 13, item 4). Revocation also deletes every pod
+/// that runs as the run's ServiceAccount. The pod is made here by the
+/// administrator, unlabelled, as a run's token could make it there (the
+/// 1.37 bed's policy refuses the run's token such a pod).
+#[tokio::test]
+async fn a_pod_running_as_the_runs_account_goes_with_the_run_even_unlabelled() {
+    let (child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
+        "run",
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "echo \"$KUBESU_RUN_ID\"; exec sleep 60",
+    ]));
+    let id = kubesu::policy::identity::RunId::parse(&run).expect("a run id");
+    let account = kubesu::policy::naming::service_account("alice", &id);
+    let name = unique("unlabelled");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "serviceAccountName": account,
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": "kubesu.test/absent:0", "imagePullPolicy": "Never",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .expect("pod");
+    let pods: Api<Pod> = Api::namespaced(admin_client().await, "kubesu-alice");
+    pods.create(&Default::default(), &pod)
+        .await
+        .expect("an unlabelled pod running as the run's ServiceAccount");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(run_record(&out)["revoked"], true, "{}", stderr(&out));
+    let left = pods.get_opt(&name).await.expect("get pod");
+    assert!(
+        left.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "pod kubesu-alice/{name}, running as {account}, outlived run {run}"
+    );
+}
+
 mod on_a_current_cluster {
     use super::*;
 
