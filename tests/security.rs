@@ -1794,15 +1794,18 @@ fn shared_dir(name: &str) -> tempfile::TempDir {
         .prefix(&format!("kubesu-{name}-"))
         .tempdir()
         .expect("temp dir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777))
-        .expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     dir
 }
 
 fn wait_for_file(path: &Path, secs: u64, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !path.exists() {
-        assert!(std::time::Instant::now() < deadline, "{what}: no {}", path.display());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no {}",
+            path.display()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -1942,4 +1945,19 @@ fn a_zombie_held_from_outside_the_run_does_not_stop_revocation() {
     assert_eq!(status.code(), Some(0), "kubesu's status: {}", stderr(&out));
     let record = run_record(&out);
     assert_eq!(record["revoked"], serde_json::json!(true), "{record}");
+    let cgroup_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .contains(" - cgroup2 ");
+    if cgroup_v2 {
+        assert_eq!(record["tracked_by"], "cgroup", "{record}");
+        let run = record["run"].as_str().expect("run id");
+        let left = output(Command::new("find").args([
+            "/sys/fs/cgroup",
+            "-maxdepth",
+            "6",
+            "-name",
+            &format!("kubesu-{run}"),
+        ]));
+        assert_eq!(stdout(&left), "", "the run's cgroup is left");
+    }
 }
