@@ -12,6 +12,7 @@ use crate::policy::config::Config;
 use crate::policy::{environment, labels, spark};
 use crate::run::authorize::Authorized;
 use crate::run::plan::Plan;
+use crate::sys::cgroup::Cgroup;
 use crate::sys::privdrop::{self, CommandTerminal, Launch};
 use crate::sys::signals;
 
@@ -67,9 +68,9 @@ pub fn environment(
     )
 }
 
-/// Fork; the child drops privileges and execs `argv`, in `terminal` if
-/// given. Refused when a signal came while the run was prepared: nothing
-/// starts then.
+/// Fork; the child joins `cgroup` (if any), drops privileges and execs
+/// `argv`, in `terminal` if given. Refused when a signal came while the run
+/// was prepared: nothing starts then.
 pub fn start(
     config: &Config,
     who: &Authorized<'_>,
@@ -77,6 +78,7 @@ pub fn start(
     argv: Vec<OsString>,
     token_expires: &str,
     terminal: Option<CommandTerminal>,
+    cgroup: Option<&Cgroup>,
 ) -> Result<Pid> {
     if who.interactive {
         err!(
@@ -110,5 +112,6 @@ pub fn start(
         no_new_privs: config.privileges.no_new_privs,
         limits: crate::sys::limits::callers(),
         terminal,
+        cgroup: cgroup.map(Cgroup::procs_fd),
     })
 }

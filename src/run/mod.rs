@@ -28,6 +28,8 @@ use crate::cli::Target;
 use crate::cluster::Cluster;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
+use crate::sys::cgroup::Cgroup;
+use crate::sys::tree::Tree;
 use crate::sys::{self, Invoker, process, signals};
 use authorize::{Authorized, Program, Request};
 use handover::Credentials;
@@ -111,6 +113,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     // From a terminal, the command gets a pty of kubesu's, never the
     // terminal itself: see run/relay.rs.
     let relay = Relay::open(&who.user.name, who.user.uid);
+    let cgroup = run_cgroup(&who, &plan);
     let started = relay.and_then(|mut relay| {
         hand_over(&cluster, &config, &who, &prepared)?;
         let terminal = relay.as_mut().and_then(Relay::command_terminal);
@@ -121,6 +124,7 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             argv,
             &prepared.token.expires,
             terminal,
+            cgroup.as_ref(),
         )?;
         Ok((child, relay))
     });
@@ -145,7 +149,20 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             Some(relay) => relay,
             None => &mut signals_only,
         };
-        let outcome = supervise::supervise(child, chore, deadline, sleep);
+        let tree = Tree::new(child, cgroup);
+        let outcome = supervise::supervise(&tree, chore, deadline, sleep);
+        if outcome.processes_left {
+            err!(
+                "kubesu: warning: processes of run {} of user {} were still alive after SIGKILL \
+                 (in uninterruptible sleep, or traced from outside the run): the run is revoked \
+                 anyway",
+                plan.identity.run,
+                who.user.name
+            );
+        }
+        if let Err(e) = tree.release() {
+            err!("kubesu: warning: {e}");
+        }
         // The tree is gone: show its last output, put the terminal back,
         // hang up the pty.
         if let Some(relay) = relay {
@@ -224,6 +241,8 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             phases_ms: clock.milliseconds(),
             signals_forwarded: supervised.map(|o| o.forwarded.clone()),
             stragglers_ended: supervised.map(|o| o.stragglers_ended),
+            processes_left: supervised.is_some_and(|o| o.processes_left),
+            tracked_by: supervised.map(|o| o.tracked_by),
             ended_by: supervised.and_then(|o| o.ended_by),
             driver_logs: kept.paths,
             warnings: kept.warnings.clone(),
@@ -245,6 +264,24 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         err!("{json}");
     }
     outcome.map(|_| status)
+}
+
+/// The run's cgroup, where the host has cgroup v2 and lets kubesu make one;
+/// else the tree is held by its process group (see `sys::tree`), with a
+/// warning when a cgroup was expected.
+fn run_cgroup(who: &Authorized<'_>, plan: &Plan) -> Option<Cgroup> {
+    match Cgroup::create(plan.identity.run.as_str()) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            err!(
+                "kubesu: warning: cannot create a cgroup for run {} of user {} ({e}): its \
+                 processes are tracked by their process group",
+                plan.identity.run,
+                who.user.name
+            );
+            None
+        }
+    }
 }
 
 /// The audit record of a run, as it starts.

@@ -2,12 +2,14 @@
 //! drop, signals and processes. The only place for `unsafe` and libc.
 
 pub mod account;
+pub mod cgroup;
 pub mod fs;
 pub mod limits;
 pub mod privdrop;
 pub mod process;
 pub mod signals;
 pub mod terminal;
+pub mod tree;
 
 use nix::unistd::{Uid, getresuid};
 

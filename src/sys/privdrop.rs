@@ -44,6 +44,9 @@ pub struct Launch {
     /// When kubesu runs in a terminal: the pty slave the command gets
     /// instead (see `sys::terminal`).
     pub terminal: Option<CommandTerminal>,
+    /// `cgroup.procs` of the run's cgroup, which the child joins first
+    /// (see `sys::cgroup`).
+    pub cgroup: Option<RawFd>,
 }
 
 /// The slave of kubesu's pty: the command's controlling terminal, and its
@@ -58,20 +61,26 @@ pub struct CommandTerminal {
 /// process group can be signalled). Returns the child's pid, which is also
 /// its process group id.
 pub fn spawn(launch: &Launch) -> Result<Pid> {
-    let directories = c_directories(&launch.directories);
-    let (uid, gid, groups) = (launch.uid, launch.gid, launch.groups.clone());
-    let no_new_privs = launch.no_new_privs;
+    let uid = launch.uid;
     let limits = launch.limits.clone();
-    let supervisor = Pid::this();
+    let mut steps = ChildSteps {
+        uid,
+        gid: launch.gid,
+        groups: launch.groups.clone(),
+        directories: c_directories(&launch.directories),
+        no_new_privs: launch.no_new_privs,
+        supervisor: Pid::this(),
+        terminal: None,
+        cgroup: launch.cgroup,
+    };
 
     let mut command = Command::new(&launch.program);
     command
         .args(&launch.args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)));
-    let mut slave = None;
     if let Some(terminal) = &launch.terminal {
-        slave = Some(terminal.slave.as_raw_fd());
+        steps.terminal = Some(terminal.slave.as_raw_fd());
         let copy = || {
             terminal.slave.try_clone().map_err(|e| {
                 Failure::software(format!(
@@ -96,16 +105,7 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
     unsafe {
         command.pre_exec(move || {
             super::limits::restore(&limits);
-            in_child(
-                uid,
-                gid,
-                &groups,
-                &directories,
-                no_new_privs,
-                supervisor,
-                slave,
-            )
-            .map_err(std::io::Error::from)
+            in_child(&steps).map_err(std::io::Error::from)
         });
     }
     let child = command.spawn().map_err(|e| {
@@ -118,15 +118,36 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-fn in_child(
+/// What the child does between fork and exec, prepared before the fork.
+struct ChildSteps {
     uid: Uid,
     gid: Gid,
-    groups: &[Gid],
-    directories: &[CString],
+    groups: Vec<Gid>,
+    directories: Vec<CString>,
     no_new_privs: bool,
     supervisor: Pid,
+    /// The pty slave to take as the controlling terminal.
     terminal: Option<RawFd>,
-) -> std::result::Result<(), Errno> {
+    /// `cgroup.procs` of the run's cgroup.
+    cgroup: Option<RawFd>,
+}
+
+fn in_child(steps: &ChildSteps) -> std::result::Result<(), Errno> {
+    let ChildSteps {
+        uid,
+        gid,
+        ref groups,
+        ref directories,
+        no_new_privs,
+        supervisor,
+        terminal,
+        cgroup,
+    } = *steps;
+    // First, while only kubesu's code runs here: every process the command
+    // starts is born in the cgroup.
+    if let Some(procs) = cgroup {
+        step("joining the run's cgroup", super::cgroup::join(procs))?;
+    }
     step("starting a new session", nix::unistd::setsid().map(drop))?;
     if let Some(slave) = terminal {
         step(
