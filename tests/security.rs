@@ -1683,12 +1683,13 @@ mod on_a_current_cluster {
     #[test]
     fn a_privileged_pod_created_with_the_runs_token_is_refused_by_pod_security() {
         let script = r#"
-            # As the run's own ServiceAccount, as kubesu's admission policy
-            # wants of every pod a run makes.
+            # As the run's own ServiceAccount, with the run's label, as
+            # kubesu's admission policy wants of every pod a run makes.
             sa=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
             sa=${sa##*:}
             pod() {
-                printf '%s\n' 'apiVersion: v1' 'kind: Pod' "metadata: {name: $1}" 'spec:' \
+                printf '%s\n' 'apiVersion: v1' 'kind: Pod' \
+                    "metadata: {name: $1, labels: {kubesu.io/run: $KUBESU_RUN_ID}}" 'spec:' \
                     "  serviceAccountName: $sa" \
                     '  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}' \
                     '  containers:' '  - name: c' '    image: kubesu.test/absent:0' \
