@@ -194,8 +194,8 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         .cloned()
         .collect();
 
-    // Whatever happened since prepare: revoke, keeping the drivers' logs
-    // before their pods go.
+    // Whatever happened since prepare: revoke, reading the drivers' status
+    // and keeping their logs before their pods go.
     let keeping = driver_log_keeping(&config, &who, &prepared.grant);
     let (grant, deadline) = (&prepared.grant, config.cluster.revoke_timeout);
     let (revoked, kept) = runtime.block_on(async {
@@ -327,16 +327,16 @@ fn hand_over(
     .map(drop)
 }
 
-/// What revocation keeps of a spark-submit's driver pods, if
-/// [spark] driver_logs is set: readable by the end user and by the service
-/// user that called (root reads anyway), within half the revocation
-/// deadline so that deleting has the rest.
+/// What revocation reads and keeps of a spark-submit's driver pods: their
+/// status always (a failed driver must not look like a success), their logs
+/// if [spark] driver_logs is set, readable by the end user and by the
+/// service user that called (root reads anyway); within half the
+/// revocation deadline so that deleting has the rest.
 fn driver_log_keeping<'a>(
     config: &'a Config,
     who: &Authorized<'_>,
     grant: &'a revoke::Grant,
 ) -> Option<driver_logs::Keeping<'a>> {
-    let dir = config.spark.driver_logs.as_deref()?;
     if !grant.spark_leftovers {
         return None;
     }
@@ -345,7 +345,7 @@ fn driver_log_keeping<'a>(
         readers.push(nix::unistd::Uid::from_raw(who.caller.uid));
     }
     Some(driver_logs::Keeping {
-        dir,
+        dir: config.spark.driver_logs.as_deref(),
         max_bytes: config.spark.driver_log_max,
         identity: &grant.identity,
         readers,
