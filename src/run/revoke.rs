@@ -17,8 +17,9 @@ pub struct Grant {
     pub identity: RunIdentity,
     /// Set when the run created a per-run namespace: deleted too.
     pub per_run_namespace: bool,
-    /// Set for spark-submit runs: their drivers' logs may be kept. (What
-    /// any run made with its token is deleted whatever this says.)
+    /// Set for spark-submit runs: their drivers' status is read, and their
+    /// logs may be kept. (What any run made with its token is deleted
+    /// whatever this says.)
     pub spark_leftovers: bool,
 }
 
