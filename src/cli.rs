@@ -42,7 +42,9 @@ pub enum Mode {
     ///
     /// One row per check: the config file (ownership, mode, syntax with line
     /// and column), kubesu's kubeconfig (root-owned, no group or other
-    /// access), the runtime directory (checked, never created), the sudoers
+    /// access), the runtime directory and [spark] driver_logs (checked,
+    /// never created; their file systems must take POSIX ACLs), whether
+    /// runs get a cgroup of their own (a probe made and removed), the sudoers
     /// drop-in /etc/sudoers.d/kubesu if present (visudo -cf, root-owned,
     /// 0440), every [[command]] path, the cluster's reachability and version,
     /// every permission `kubesu rbac` grants (asked with
