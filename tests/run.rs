@@ -875,8 +875,9 @@ fn output_comes_through_whole_stdout_and_stderr_apart_and_the_status_kept() {
         "--user",
         "alice",
         "--",
-        "/usr/bin/python3",
+        SH,
         "-c",
+        "exec /usr/bin/python3 -c \"$0\"",
         script,
     ]));
     assert_eq!(out.status.code(), Some(42), "{}", stderr(&out));
@@ -916,7 +917,9 @@ fn a_platform_that_closes_the_output_ends_the_command_as_a_closed_pipe_would() {
     let started = std::time::Instant::now();
     let out = output(as_service_user("/usr/bin/bash").args([
         "-c",
-        &format!("sudo -n {KUBESU} run --user alice -- /usr/bin/yes | head -n 1; echo ${{PIPESTATUS[0]}}"),
+        &format!(
+            "sudo -n {KUBESU} run --user alice -- {SH} -c 'exec yes' | head -n 1; echo ${{PIPESTATUS[0]}}"
+        ),
     ]));
     assert_eq!(stdout(&out), "y\n141\n", "{}", stderr(&out));
     assert!(

@@ -1704,7 +1704,11 @@ fn a_forged_run_record_never_follows_kubesus_own() {
     let last = err.lines().last().unwrap_or_default();
     let record: serde_json::Value = serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("the last line of stderr is no record ({e}): {err}"));
-    assert_eq!(record["run"], run.as_str(), "a forged record came last: {err}");
+    assert_eq!(
+        record["run"],
+        run.as_str(),
+        "a forged record came last: {err}"
+    );
     assert_eq!(record["event"], "end", "{err}");
     assert_eq!(record["status"], 3, "{err}");
 }
@@ -1714,8 +1718,7 @@ fn a_forged_run_record_never_follows_kubesus_own() {
 /// alice's outside the run it passed them to), the platform reads end of
 /// file as soon as kubesu has exited.
 #[test]
-fn the_platform_reads_end_of_file_when_kubesu_exits_whatever_the_command_left_holding_its_output()
-{
+fn the_platform_reads_end_of_file_when_kubesu_exits_whatever_the_command_left_holding_its_output() {
     use std::io::Read;
     let keeper = Keeper::start("hold");
     let script = format!(

@@ -12,7 +12,7 @@ use crate::policy::config::Config;
 use crate::policy::{environment, labels, spark};
 use crate::run::authorize::Authorized;
 use crate::run::plan::Plan;
-use crate::sys::privdrop::{self, CommandTerminal, Launch};
+use crate::sys::privdrop::{self, CommandStreams, CommandTerminal, Launch};
 use crate::sys::signals;
 
 /// The command line that runs: the configured program, forced Spark
@@ -68,7 +68,7 @@ pub fn environment(
 }
 
 /// Fork; the child drops privileges and execs `argv`, in `terminal` if
-/// given. Refused when a signal came while the run was prepared: nothing
+/// given, with `streams` for kubesu's other standard streams. Refused when a signal came while the run was prepared: nothing
 /// starts then.
 pub fn start(
     config: &Config,
@@ -77,6 +77,7 @@ pub fn start(
     argv: Vec<OsString>,
     token_expires: &str,
     terminal: Option<CommandTerminal>,
+    streams: CommandStreams,
 ) -> Result<Pid> {
     if who.interactive {
         err!(
@@ -110,5 +111,6 @@ pub fn start(
         no_new_privs: config.privileges.no_new_privs,
         limits: crate::sys::limits::callers(),
         terminal,
+        streams,
     })
 }

@@ -7,6 +7,7 @@ pub mod limits;
 pub mod privdrop;
 pub mod process;
 pub mod signals;
+pub mod sink;
 pub mod terminal;
 
 use nix::unistd::{Uid, getresuid};

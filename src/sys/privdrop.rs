@@ -44,6 +44,18 @@ pub struct Launch {
     /// When kubesu runs in a terminal: the pty slave the command gets
     /// instead (see `sys::terminal`).
     pub terminal: Option<CommandTerminal>,
+    /// What the command gets instead of kubesu's other streams (see
+    /// `run::output`).
+    pub streams: CommandStreams,
+}
+
+/// Descriptors the command gets as its stdin, stdout and stderr instead of
+/// kubesu's own; `None` passes kubesu's (or the terminal's) on.
+#[derive(Debug, Default)]
+pub struct CommandStreams {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
 /// The slave of kubesu's pty: the command's controlling terminal, and its
@@ -69,27 +81,37 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
         .args(&launch.args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)));
+    let copy = |fd: &OwnedFd| {
+        fd.try_clone().map_err(|e| {
+            Failure::software(format!(
+                "cannot pass a terminal or pipe to {} as user {}: {e}",
+                launch.program.display(),
+                launch.user
+            ))
+        })
+    };
     let mut slave = None;
     if let Some(terminal) = &launch.terminal {
         slave = Some(terminal.slave.as_raw_fd());
-        let copy = || {
-            terminal.slave.try_clone().map_err(|e| {
-                Failure::software(format!(
-                    "cannot pass a terminal to {} as user {}: {e}",
-                    launch.program.display(),
-                    launch.user
-                ))
-            })
-        };
         if terminal.streams.stdin {
-            command.stdin(copy()?);
+            command.stdin(copy(&terminal.slave)?);
         }
         if terminal.streams.stdout {
-            command.stdout(copy()?);
+            command.stdout(copy(&terminal.slave)?);
         }
         if terminal.streams.stderr {
-            command.stderr(copy()?);
+            command.stderr(copy(&terminal.slave)?);
         }
+    }
+    let streams = &launch.streams;
+    if let Some(stdin) = &streams.stdin {
+        command.stdin(copy(stdin)?);
+    }
+    if let Some(stdout) = &streams.stdout {
+        command.stdout(copy(stdout)?);
+    }
+    if let Some(stderr) = &streams.stderr {
+        command.stderr(copy(stderr)?);
     }
     // SAFETY: the closure makes only async-signal-safe system calls on data
     // prepared before the fork, and allocates nothing.
