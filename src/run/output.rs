@@ -25,7 +25,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::failure::{Code, Context, Result};
 use crate::run::watch::Watched;
 use crate::sys::privdrop::CommandStreams;
-use crate::sys::sink::{self, Sink, Written};
+use crate::sys::sink::{self, Sink, Spliced, Written};
 use crate::sys::terminal::Streams;
 
 /// Bytes moved per read: big enough that 1 GiB is few system calls.
@@ -56,6 +56,11 @@ struct Relayed {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Moved pipe to pipe by splice, never through `buf`: where `to` is a
+    /// pipe, and not stderr (see `Sink::splices`).
+    splice: bool,
+    /// The last splice waited on `to`, not on `from`.
+    to_full: bool,
 }
 
 impl Output {
@@ -160,10 +165,12 @@ impl Relayed {
         let _ = fcntl(&read, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         let relayed = Relayed {
             from: Some(read),
+            splice: to.splices(),
             to,
             buf: vec![0; CHUNK],
             start: 0,
             end: 0,
+            to_full: false,
         };
         Ok((relayed, write))
     }
@@ -171,7 +178,7 @@ impl Relayed {
     /// What it waits for: room for nothing but what it holds, so it reads
     /// only when all read before is written.
     fn wanted(&self) -> Option<(BorrowedFd<'_>, PollFlags)> {
-        if self.start < self.end {
+        if self.start < self.end || (self.to_full && self.from.is_some()) {
             return Some((self.to.as_fd(), PollFlags::POLLOUT));
         }
         self.from
@@ -181,6 +188,12 @@ impl Relayed {
 
     /// Read when all before is written, then write what fits.
     fn step(&mut self) {
+        if self.splice && self.start == self.end {
+            self.splice();
+            if self.splice {
+                return;
+            }
+        }
         if self.start == self.end
             && let Some(from) = &self.from
         {
@@ -192,6 +205,23 @@ impl Relayed {
             }
         }
         self.pass_on();
+    }
+
+    /// Splice until one side must be waited for.
+    fn splice(&mut self) {
+        let Some(from) = &self.from else {
+            return;
+        };
+        loop {
+            match self.to.splice_from(from.as_fd(), CHUNK) {
+                Spliced::Bytes(_) => continue,
+                // Which side to wait for: `to` if `from` holds something.
+                Spliced::Wait => self.to_full = sink::unread(from.as_fd()) > 0,
+                Spliced::EndOfFile | Spliced::Closed => self.from = None,
+                Spliced::Refused => self.splice = false,
+            }
+            return;
+        }
     }
 
     /// Write what fits of what it holds. True if anything was written.

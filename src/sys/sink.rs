@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
+use nix::fcntl::{SpliceFFlags, splice};
 use nix::sys::socket::{MsgFlags, send};
 use nix::sys::stat::{SFlag, fstat};
 
@@ -30,8 +31,10 @@ pub fn start_own_line() {
 /// How a sink is written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum How {
-    /// A descriptor of its own that does not block (a pipe reopened with
-    /// O_NONBLOCK), or one that never does for long (a file, /dev/null).
+    /// The caller's pipe, reopened with O_NONBLOCK: a description of
+    /// kubesu's own.
+    Pipe,
+    /// One that never blocks for long (a file, /dev/null).
     Write,
     /// A socket: `send` with MSG_DONTWAIT, per call.
     Send,
@@ -79,7 +82,7 @@ impl Sink {
             if let Ok(file) = reopened {
                 return Ok(Sink {
                     fd: file.into(),
-                    how: How::Write,
+                    how: How::Pipe,
                     stderr,
                 });
             }
@@ -101,7 +104,7 @@ impl Sink {
     pub fn write(&self, bytes: &[u8]) -> Written {
         let bytes = match self.how {
             How::Atomic => &bytes[..bytes.len().min(nix::libc::PIPE_BUF)],
-            How::Write | How::Send => bytes,
+            How::Pipe | How::Write | How::Send => bytes,
         };
         loop {
             let written = match self.how {
@@ -110,7 +113,7 @@ impl Sink {
                     bytes,
                     MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
                 ),
-                How::Write | How::Atomic => nix::unistd::write(&self.fd, bytes),
+                How::Pipe | How::Write | How::Atomic => nix::unistd::write(&self.fd, bytes),
             };
             return match written {
                 Ok(n) => {
@@ -122,6 +125,44 @@ impl Sink {
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => Written::Full,
                 Err(_) => Written::Closed,
+            };
+        }
+    }
+}
+
+/// What a splice did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spliced {
+    Bytes(usize),
+    /// The pipe read from is empty, and nobody writes to it any more.
+    EndOfFile,
+    /// Either the pipe read from is empty or this sink is full.
+    Wait,
+    Closed,
+    /// Not between these two (the kernel's say): copy instead.
+    Refused,
+}
+
+impl Sink {
+    /// Whether `splice_from` can serve: a pipe (of kubesu's own
+    /// description, so non-blocking) whose bytes kubesu need not see. On
+    /// stderr kubesu must know the last byte (`start_own_line`).
+    pub fn splices(&self) -> bool {
+        self.how == How::Pipe && !self.stderr
+    }
+
+    /// Move up to `len` bytes from the pipe `from` to this sink, pipe to
+    /// pipe, without copying them through kubesu, never waiting on either.
+    pub fn splice_from(&self, from: BorrowedFd<'_>, len: usize) -> Spliced {
+        let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+        loop {
+            return match splice(from, None, &self.fd, None, len, flags) {
+                Ok(0) => Spliced::EndOfFile,
+                Ok(n) => Spliced::Bytes(n),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => Spliced::Wait,
+                Err(Errno::EPIPE) => Spliced::Closed,
+                Err(_) => Spliced::Refused,
             };
         }
     }
@@ -177,6 +218,23 @@ mod tests {
         assert_eq!(unread(reader.as_fd()), total);
         drop(reader);
         assert_eq!(sink.write(b"x"), Written::Closed);
+    }
+
+    #[test]
+    fn a_splice_moves_pipe_to_pipe_and_says_when_to_wait_and_when_it_ended() {
+        let (from, into) = nix::unistd::pipe().unwrap();
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let sink = Sink::of(writer.as_fd(), false).unwrap();
+        assert!(sink.splices());
+        assert!(!Sink::of(writer.as_fd(), true).unwrap().splices());
+        nix::unistd::write(&into, b"hello").unwrap();
+        assert_eq!(sink.splice_from(from.as_fd(), 1 << 20), Spliced::Bytes(5));
+        assert_eq!(sink.splice_from(from.as_fd(), 1 << 20), Spliced::Wait);
+        let mut buf = [0u8; 16];
+        assert_eq!(nix::unistd::read(&reader, &mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"hello");
+        drop(into);
+        assert_eq!(sink.splice_from(from.as_fd(), 1 << 20), Spliced::EndOfFile);
     }
 
     #[test]
