@@ -79,6 +79,7 @@ fn check_passes_on_the_installed_setup() {
         "config",
         "kubeconfig",
         "runtime directory",
+        "process tracking",
         "sudoers",
         "command",
         "cluster",

@@ -1944,3 +1944,179 @@ fn a_run_that_cannot_be_audited_does_not_start() {
         "the command ran without an audit record"
     );
 }
+
+// --- the command's tree (issue 13, item 3) -----------------------------------
+
+/// A place alice's command and the test both write to.
+fn shared_dir(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("kubesu-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    dir
+}
+
+fn wait_for_file(path: &Path, secs: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: no {}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Root's process, outside any run: takes pid `$1` for a process of bob's in
+/// a group of its own (through ns_last_pid), if the pid is free, and when
+/// told on stdin, says whether that process is alive.
+const PID_TAKER: &str = r#"
+import os, signal, sys
+want, uid, gid = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+victim = None
+for _ in range(200):
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(want - 1))
+    pid = os.fork()
+    if pid == 0:
+        if os.getpid() == want:
+            os.setsid(); os.setgid(gid); os.setuid(uid)
+            signal.pause()
+        os._exit(0)
+    if pid == want:
+        victim = pid
+        break
+    os.waitpid(pid, 0)
+print("taken" if victim else "in use", flush=True)
+sys.stdin.readline()
+if victim:
+    done, status = os.waitpid(victim, os.WNOHANG)
+    if done:
+        print("killed", os.WTERMSIG(status) if os.WIFSIGNALED(status) else status, flush=True)
+    else:
+        print("alive", flush=True)
+        os.kill(victim, signal.SIGKILL)
+        os.waitpid(victim, 0)
+"#;
+
+/// The command's process group is gone once its last member leaves it; its
+/// id is then anyone's. Here the command exits, a process it left behind
+/// ignores TERM and moves to a session of its own, and bob's new process
+/// takes the freed id for its group while kubesu waits for the tree to end:
+/// root must not kill bob's process.
+#[test]
+fn root_never_signals_a_process_group_id_it_no_longer_holds() {
+    let dir = shared_dir("pgid");
+    let d = dir.path().display();
+    let script = format!(
+        r#"echo $$
+        sh -c 'trap "" TERM
+               while [ ! -e {d}/go ]; do sleep 0.05; done
+               exec setsid sh -c "echo > {d}/left; sleep 20"' &
+        exit 0"#
+    );
+    let mut command = sudo_kubesu(&["run", "--json", "--user", "alice", "--", SH, "-c", &script]);
+    let (mut kubesu, leader) = start_and_read_first_line(&mut command);
+    let leader: u32 = leader.parse().expect("the command's pid");
+    // The command has exited (and been reaped, before the fix) when the
+    // straggler leaves its group.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(dir.path().join("go"), "").expect("go");
+    wait_for_file(&dir.path().join("left"), 10, "the straggler left the group");
+    let (bob_uid, bob_gid) = ids_of("bob");
+    let mut taker = Command::new("/usr/bin/python3")
+        .args(["-c", PID_TAKER])
+        .arg(leader.to_string())
+        .arg(bob_uid.to_string())
+        .arg(bob_gid.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut said = std::io::BufReader::new(taker.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).expect("taker");
+    let taken = line.trim() == "taken";
+    let status = wait_at_most(&mut kubesu, 60, "kubesu");
+    std::io::Write::write_all(taker.stdin.as_mut().expect("stdin"), b"\n").expect("tell");
+    line.clear();
+    std::io::BufRead::read_line(&mut said, &mut line).expect("taker");
+    let _ = taker.wait();
+    assert_eq!(status.code(), Some(0), "kubesu's status");
+    if taken {
+        assert_eq!(
+            line.trim(),
+            "alive",
+            "root killed bob's process that took the command's old group id {leader}"
+        );
+    }
+}
+
+/// alice's process outside the run: traces (PTRACE_SEIZE) pid `$1` of her
+/// run, and never waits for it, so that when it dies it stays a zombie in
+/// the command's process group for as long as this process lives.
+const TRACER: &str = r#"
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(0x4206, int(sys.argv[1]), None, None) != 0:
+    print("seize failed", ctypes.get_errno(), flush=True)
+    sys.exit(1)
+open(sys.argv[2], "w").close()
+time.sleep(600)
+"#;
+
+/// A zombie of the command's tree that kubesu cannot reap (its tracer, a
+/// process of the user outside the run, never waits for it) must not keep
+/// kubesu from revoking.
+#[test]
+fn a_zombie_held_from_outside_the_run_does_not_stop_revocation() {
+    let dir = shared_dir("zombie");
+    let d = dir.path().display();
+    let script = format!(
+        r#"echo $$
+        sleep 1000 &
+        echo $! > {d}/pid.new && mv {d}/pid.new {d}/pid
+        while [ ! -e {d}/traced ]; do sleep 0.05; done
+        exit 0"#
+    );
+    let mut command = sudo_kubesu(&["run", "--json", "--user", "alice", "--", SH, "-c", &script]);
+    let (mut kubesu, _) = start_and_read_first_line(&mut command);
+    let pid_file = dir.path().join("pid");
+    wait_for_file(&pid_file, 10, "the command started its sleep");
+    let straggler = std::fs::read_to_string(&pid_file).expect("pid");
+    let (uid, gid) = ids_of("alice");
+    let mut tracer = Command::new("/usr/bin/python3")
+        .args(["-c", TRACER, straggler.trim()])
+        .arg(dir.path().join("traced"))
+        .uid(uid)
+        .gid(gid)
+        .spawn()
+        .expect("python3");
+    let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_at_most(&mut kubesu, 60, "kubesu with a zombie held from outside")
+    }));
+    let _ = tracer.kill();
+    let _ = tracer.wait();
+    let status = status.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let out = kubesu.wait_with_output().expect("kubesu's output");
+    assert_eq!(status.code(), Some(0), "kubesu's status: {}", stderr(&out));
+    let record = run_record(&out);
+    assert_eq!(record["revoked"], serde_json::json!(true), "{record}");
+    let cgroup_v2 = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .contains(" - cgroup2 ");
+    if cgroup_v2 {
+        assert_eq!(record["tracked_by"], "cgroup", "{record}");
+        let run = record["run"].as_str().expect("run id");
+        let left = output(Command::new("find").args([
+            "/sys/fs/cgroup",
+            "-maxdepth",
+            "6",
+            "-name",
+            &format!("kubesu-{run}"),
+        ]));
+        assert_eq!(stdout(&left), "", "the run's cgroup is left");
+    }
+}

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,10 @@ fn drain(mut from: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 }
 
 fn start(what: &str, args: &[&str]) -> Running {
-    let mut command = sudo_kubesu(args);
+    start_command(what, sudo_kubesu(args))
+}
+
+fn start_command(what: &str, mut command: Command) -> Running {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command
         .spawn()
@@ -1173,10 +1176,25 @@ mod on_a_node {
     }
 
     fn submission(release: &Release, app: &str, mode: &str, tail: &[&str]) -> Running {
+        submission_with(release, app, mode, tail, None)
+    }
+
+    /// A submission through sudo, or with `config` from a root shell (only
+    /// root may name a config).
+    fn submission_with(
+        release: &Release,
+        app: &str,
+        mode: &str,
+        tail: &[&str],
+        config: Option<&str>,
+    ) -> Running {
         let submit = release.spark_submit();
         let image = format!("spark.kubernetes.container.image={}", release.image());
-        let mut args = vec![
-            "run",
+        let mut args = vec!["run"];
+        if let Some(config) = config {
+            args.extend_from_slice(&["--config", config]);
+        }
+        args.extend_from_slice(&[
             "--user",
             "alice",
             "--json",
@@ -1190,16 +1208,17 @@ mod on_a_node {
             &image,
             "--conf",
             NO_PULL,
-        ];
+        ]);
         args.extend_from_slice(&SMALL);
         args.extend_from_slice(tail);
-        start(
-            &format!(
-                "{mode}-mode SparkPi with pyspark {} ({app})",
-                release.series
-            ),
-            &args,
-        )
+        let what = format!(
+            "{mode}-mode SparkPi with pyspark {} ({app})",
+            release.series
+        );
+        match config {
+            Some(_) => start_command(&what, root_kubesu(&args)),
+            None => start(&what, &args),
+        }
     }
 
     /// After the run: nothing of it is left in the namespace, its
@@ -1415,6 +1434,40 @@ mod on_a_node {
         assert_revoked(&admin, &record, &seen).await;
         // SparkSubmit in the driver pod logs this for a missing main class.
         assert_driver_log_kept(&record, &["Failed to load class", "org.example.NoSuchMain"]);
+    }
+
+    /// Without [spark] driver_logs too: spark-submit 3.5.9 exits 0 in
+    /// cluster mode although its driver failed, and the run ends with the
+    /// driver container's status all the same.
+    #[tokio::test]
+    async fn a_driver_that_fails_with_spark_3_ends_the_run_with_its_status_without_kept_logs() {
+        require_pyspark();
+        let admin = admin_client().await;
+        let app = app_name("pi-fails-3");
+        let _cleanup = app_cleanup("kubesu-alice", &app);
+        let config = common::config_variant(
+            "no-driver-logs",
+            &[("driver_logs = \"/var/log/kubesu-drivers\"", "")],
+        );
+        let image = SPARK_3.image();
+        let version = image.rsplit_once(':').map_or("", |(_, v)| v);
+        let jar = format!("local:///opt/spark/jars/spark-core_2.12-{version}.jar");
+        let tail = ["--class", "org.example.NoSuchMain", &jar];
+        let run = submission_with(&SPARK_3, &app, "cluster", &tail, Some(&config));
+        let (output, seen) = watch_job(&admin, &app, run, true).await;
+        assert_eq!(
+            output.status.code(),
+            Some(101),
+            "{}",
+            describe(
+                "a failed driver, no driver_logs: the driver's status",
+                &output
+            )
+        );
+        let record = run_record(&output);
+        assert_eq!(record["revoked"], true, "{record}");
+        assert!(record.get("driver_logs").is_none(), "{record}");
+        assert_revoked(&admin, &record, &seen).await;
     }
 
     /// The end record names the driver's log, kept where the example config

@@ -1,6 +1,7 @@
-//! Revocation's first step for a spark-submit: keep each cluster-mode
-//! driver's log before its pod is deleted ([spark] driver_logs), and `gc`'s
-//! removal of kept logs past [spark] driver_log_retention.
+//! Revocation's first step for a spark-submit: read each cluster-mode
+//! driver's status and keep its log before its pod is deleted ([spark]
+//! driver_logs), and `gc`'s removal of kept logs past [spark]
+//! driver_log_retention.
 //!
 //! The log is the user's own output, so the threat is the file, not its
 //! text. Root writes it into a directory only root writes (created 0711 if
@@ -45,7 +46,9 @@ const SUFFIX: &str = ".log";
 
 /// What to keep, where, and for whom.
 pub struct Keeping<'a> {
-    pub dir: &'a Path,
+    /// None: no log is kept ([spark] driver_logs unset), only the drivers'
+    /// status read.
+    pub dir: Option<&'a Path>,
     /// Per log ([spark] driver_log_max).
     pub max_bytes: u64,
     pub identity: &'a RunIdentity,
@@ -97,6 +100,9 @@ async fn keep_all(cluster: &Cluster, keeping: &Keeping<'_>, kept: &mut Kept) {
         return;
     }
     kept.failed_driver = pods.iter().find_map(failed_driver);
+    let Some(path) = keeping.dir else {
+        return;
+    };
     if pods.len() > MAX_DRIVERS {
         kept.warnings.push(format!(
             "run {} has {} pods labelled as its driver: only the logs of the first \
@@ -107,8 +113,8 @@ async fn keep_all(cluster: &Cluster, keeping: &Keeping<'_>, kept: &mut Kept) {
     }
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     pods.truncate(MAX_DRIVERS);
-    let dir = match open_dir(keeping.dir) {
-        Ok(dir) => dir,
+    let dir = match open_dir(path) {
+        Ok(fd) => (path, fd),
         Err(e) => {
             kept.warnings.push(format!(
                 "the driver logs of run {} are not kept: {e}",
@@ -119,7 +125,7 @@ async fn keep_all(cluster: &Cluster, keeping: &Keeping<'_>, kept: &mut Kept) {
     };
     let several = pods.len() > 1;
     for pod in &pods {
-        if let Err(e) = keep_one(cluster, keeping, &dir, pod, several, kept).await {
+        if let Err(e) = keep_one(cluster, keeping, (dir.0, &dir.1), pod, several, kept).await {
             kept.warnings.push(e.message);
         }
     }
@@ -193,7 +199,7 @@ fn file_name(run: &RunId, pod: &str, several: bool) -> Result<String> {
 async fn keep_one(
     cluster: &Cluster,
     keeping: &Keeping<'_>,
-    dir: &OwnedFd,
+    (dir_path, dir): (&Path, &OwnedFd),
     pod: &Pod,
     several: bool,
     kept: &mut Kept,
@@ -213,7 +219,7 @@ async fn keep_one(
                 ),
             )
         })?;
-    let path = keeping.dir.join(&file_name);
+    let path = dir_path.join(&file_name);
     let failed = |e: &dyn std::fmt::Display| {
         Failure::new(
             Code::IoErr,

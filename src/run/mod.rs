@@ -30,6 +30,8 @@ use crate::cli::Target;
 use crate::cluster::Cluster;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::{self, Config};
+use crate::sys::cgroup::Cgroup;
+use crate::sys::tree::Tree;
 use crate::sys::{self, Invoker, process, signals};
 use authorize::{Authorized, Program, Request};
 use handover::Credentials;
@@ -113,17 +115,18 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     // The command never gets kubesu's own streams: a pty of kubesu's for a
     // terminal, pipes for the rest of its output (run/watch.rs).
     let relays = Relays::open(&who.user.name, who.user.uid);
+    let cgroup = run_cgroup(&who, &plan);
     let started = relays.and_then(|mut relays| {
         hand_over(&cluster, &config, &who, &prepared)?;
-        let (terminal, streams) = relays.for_command();
+        let streams = relays.for_command();
         let child = launch::start(
             &config,
             &who,
             &plan,
             argv,
             &prepared.token.expires,
-            terminal,
             streams,
+            cgroup.as_ref(),
         )?;
         Ok((child, relays))
     });
@@ -143,10 +146,23 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         clock.done("handover+exec");
         let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
         let deadline = config.cluster.max_run_time.map(|t| started_at + t);
-        let outcome = supervise::supervise(child, chore, deadline, &mut relays.sleep());
+        let tree = Tree::new(child, cgroup);
+        let outcome = supervise::supervise(&tree, chore, deadline, &mut relays.sleep());
         // The tree is gone: pass its last output on, put the terminal
         // back, hang up the pty, close the pipes.
         relays.finish();
+        if outcome.processes_left {
+            err!(
+                "kubesu: warning: processes of run {} of user {} were still alive after SIGKILL \
+                 (in uninterruptible sleep, or traced from outside the run): the run is revoked \
+                 anyway",
+                plan.identity.run,
+                who.user.name
+            );
+        }
+        if let Err(e) = tree.release() {
+            err!("kubesu: warning: {e}");
+        }
         if let Some(ending) = outcome.ended_by {
             let why = match ending {
                 Ending::MaxRunTime => format!(
@@ -173,8 +189,8 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         .cloned()
         .collect();
 
-    // Whatever happened since prepare: revoke, keeping the drivers' logs
-    // before their pods go.
+    // Whatever happened since prepare: revoke, reading the drivers' status
+    // and keeping their logs before their pods go.
     let keeping = driver_log_keeping(&config, &who, &prepared.grant);
     let (grant, deadline) = (&prepared.grant, config.cluster.revoke_timeout);
     let (revoked, kept) = runtime.block_on(async {
@@ -220,6 +236,8 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
             phases_ms: clock.milliseconds(),
             signals_forwarded: supervised.map(|o| o.forwarded.clone()),
             stragglers_ended: supervised.map(|o| o.stragglers_ended),
+            processes_left: supervised.is_some_and(|o| o.processes_left),
+            tracked_by: supervised.map(|o| o.tracked_by),
             ended_by: supervised.and_then(|o| o.ended_by),
             driver_logs: kept.paths,
             warnings: kept.warnings.clone(),
@@ -241,6 +259,24 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         err!("{json}");
     }
     outcome.map(|_| status)
+}
+
+/// The run's cgroup, where the host has cgroup v2 and lets kubesu make one;
+/// else the tree is held by its process group (see `sys::tree`), with a
+/// warning when a cgroup was expected.
+fn run_cgroup(who: &Authorized<'_>, plan: &Plan) -> Option<Cgroup> {
+    match Cgroup::create(plan.identity.run.as_str()) {
+        Ok(cgroup) => cgroup,
+        Err(e) => {
+            err!(
+                "kubesu: warning: cannot create a cgroup for run {} of user {} ({e}): its \
+                 processes are tracked by their process group",
+                plan.identity.run,
+                who.user.name
+            );
+            None
+        }
+    }
 }
 
 /// The audit record of a run, as it starts.
@@ -286,16 +322,16 @@ fn hand_over(
     .map(drop)
 }
 
-/// What revocation keeps of a spark-submit's driver pods, if
-/// [spark] driver_logs is set: readable by the end user and by the service
-/// user that called (root reads anyway), within half the revocation
-/// deadline so that deleting has the rest.
+/// What revocation reads and keeps of a spark-submit's driver pods: their
+/// status always (a failed driver must not look like a success), their logs
+/// if [spark] driver_logs is set, readable by the end user and by the
+/// service user that called (root reads anyway); within half the
+/// revocation deadline so that deleting has the rest.
 fn driver_log_keeping<'a>(
     config: &'a Config,
     who: &Authorized<'_>,
     grant: &'a revoke::Grant,
 ) -> Option<driver_logs::Keeping<'a>> {
-    let dir = config.spark.driver_logs.as_deref()?;
     if !grant.spark_leftovers {
         return None;
     }
@@ -304,7 +340,7 @@ fn driver_log_keeping<'a>(
         readers.push(nix::unistd::Uid::from_raw(who.caller.uid));
     }
     Some(driver_logs::Keeping {
-        dir,
+        dir: config.spark.driver_logs.as_deref(),
         max_bytes: config.spark.driver_log_max,
         identity: &grant.identity,
         readers,

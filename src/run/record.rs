@@ -64,6 +64,13 @@ pub struct Revocation {
     pub signals_forwarded: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stragglers_ended: Option<bool>,
+    /// Processes of the tree still alive after SIGKILL and its wait.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub processes_left: bool,
+    /// What the command's tree was held by: its cgroup, or its process
+    /// group (hosts without cgroup v2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracked_by: Option<crate::sys::tree::Tracking>,
     /// Why kubesu ended the command (`max_run_time`, `revoked`), when it
     /// did not end by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,6 +211,8 @@ mod tests {
                 phases_ms: clock.milliseconds(),
                 signals_forwarded: Some(vec!["SIGTERM".into()]),
                 stragglers_ended: Some(false),
+                processes_left: true,
+                tracked_by: Some(crate::sys::tree::Tracking::Cgroup),
                 ended_by: Some(crate::run::supervise::Ending::MaxRunTime),
                 driver_logs: vec!["/var/log/kubesu-drivers/abcdefgh234567ab.log".into()],
                 warnings: vec!["a log could not be kept".into()],
@@ -218,6 +227,8 @@ mod tests {
             "phases_ms",
             "signals_forwarded",
             "stragglers_ended",
+            "processes_left",
+            "tracked_by",
             "ended_by",
             "driver_logs",
             "warnings",

@@ -1,16 +1,19 @@
-//! The supervising parent: root, small and idle. It sleeps in sigtimedwait
-//! (or, from a terminal, in the relay's poll: `run::relay`), forwards
+//! The supervising parent: root, small and idle. It sleeps in one poll on
+//! its signals and the streams it relays (`run::watch`), forwards
 //! signals to the command's process group, and when the command ends, ends
 //! what is left of its tree (TERM, a grace period, KILL) and reaps it all.
+//! The tree is held by its cgroup and the unreaped command (`sys::tree`),
+//! never by an id someone else could have taken; and the wait after KILL is
+//! bounded, so that nothing of the user's keeps the run from being revoked.
 //! At the run's deadline (`[cluster] max_run_time`), or when `kubesu revoke
 //! --end` asks, it ends the command itself, the same way.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
-use crate::sys::{process, signals};
+use crate::sys::signals;
+use crate::sys::tree::{Tracking, Tree};
 
 /// How the command ended, and which signals kubesu passed on.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -21,6 +24,11 @@ pub struct Outcome {
     /// Processes of the tree still running after the command exited, that
     /// kubesu had to end.
     pub stragglers_ended: bool,
+    /// Processes of the tree still alive after KILL and its wait (in
+    /// uninterruptible sleep, say): the run is revoked anyway.
+    pub processes_left: bool,
+    /// What the tree was held by.
+    pub tracked_by: Tracking,
     /// Why kubesu ended the command, when the command did not end by itself.
     pub ended_by: Option<Ending>,
 }
@@ -51,23 +59,17 @@ pub trait Sleep {
     fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal>;
 }
 
-/// Sleeping in the kernel, for signals only: without a terminal.
-pub struct Signals;
-
-impl Sleep for Signals {
-    fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal> {
-        signals::wait(timeout)
-    }
-}
-
 /// Time the rest of the tree gets between TERM and KILL.
 const GRACE: Duration = Duration::from_secs(5);
 
-/// Wait for `child` (the leader of its own process group) to exit, or the
+/// How long kubesu waits for KILL to take effect before it revokes anyway.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Wait for the command (the leader of its own session) to exit, or the
 /// deadline to pass, then end its remaining tree. Signals must have been
 /// blocked before the fork.
 pub fn supervise(
-    child: Pid,
+    tree: &Tree,
     mut chore: Option<&mut dyn Chore>,
     deadline: Option<Instant>,
     sleep: &mut dyn Sleep,
@@ -84,7 +86,7 @@ pub fn supervise(
         let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
         match sleep.until_signal(timeout) {
             Some(Signal::SIGCHLD) => {
-                if let (Some(status), _) = process::reap(child) {
+                if let Some(status) = tree.command_exited() {
                     break status;
                 }
             }
@@ -93,7 +95,7 @@ pub fn supervise(
                 break ENDED_STATUS;
             }
             Some(signal) => {
-                process::forward(child, signal);
+                tree.forward(signal);
                 forwarded.push(signal.as_str().to_string());
             }
             // No renewal after the deadline: the tree is ended below.
@@ -110,47 +112,63 @@ pub fn supervise(
             }
         }
     };
-    let stragglers_ended = end_tree(child, sleep);
+    let ended = end_tree(tree, sleep);
     Outcome {
         status,
         forwarded,
-        stragglers_ended: stragglers_ended && ended_by.is_none(),
+        stragglers_ended: ended.stragglers && ended_by.is_none(),
+        processes_left: ended.left,
+        tracked_by: tree.tracking(),
         ended_by,
     }
 }
 
-/// TERM what is left, wait up to the grace period, then KILL; reap all.
-/// Returns whether anything was left.
-fn end_tree(group: Pid, sleep: &mut dyn Sleep) -> bool {
-    if process::children().is_empty() && !group_alive(group) {
-        let _ = process::reap(group);
-        return false;
+struct Ended {
+    /// Something was left when the command ended.
+    stragglers: bool,
+    /// Something is still alive after KILL.
+    left: bool,
+}
+
+/// TERM what is left, wait up to the grace period, then KILL and wait a
+/// bounded time for it to take effect.
+fn end_tree(tree: &Tree, sleep: &mut dyn Sleep) -> Ended {
+    if !tree.alive() {
+        return Ended {
+            stragglers: false,
+            left: false,
+        };
     }
-    process::signal_tree(group, Signal::SIGTERM);
-    let deadline = Instant::now() + GRACE;
+    tree.signal(Signal::SIGTERM);
+    let ended = |left| Ended {
+        stragglers: true,
+        left,
+    };
+    if wait_for_end(tree, sleep, GRACE, None) {
+        return ended(false);
+    }
+    ended(!wait_for_end(tree, sleep, KILL_WAIT, Some(Signal::SIGKILL)))
+}
+
+/// Whether the tree ended within `limit`, sending `signal` again each time
+/// round: a process forked since the last one gets it too.
+fn wait_for_end(
+    tree: &Tree,
+    sleep: &mut dyn Sleep,
+    limit: Duration,
+    signal: Option<Signal>,
+) -> bool {
+    let deadline = Instant::now() + limit;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        if let (_, false) = process::reap(group)
-            && !group_alive(group)
-        {
+        if let Some(signal) = signal {
+            tree.signal(signal);
+        }
+        if !tree.alive() {
             return true;
         }
         // Woken early by SIGCHLD; other signals are dropped: the command
         // is already gone, the rest is being ended anyway.
-        sleep.until_signal(Some(left.min(Duration::from_millis(200))));
+        sleep.until_signal(Some(left.min(Duration::from_millis(100))));
     }
-    loop {
-        process::signal_tree(group, Signal::SIGKILL);
-        if let (_, false) = process::reap(group)
-            && !group_alive(group)
-        {
-            return true;
-        }
-        sleep.until_signal(Some(Duration::from_millis(100)));
-    }
-}
-
-/// Members of the group that are not kubesu's children (their own parent is
-/// still alive) count too.
-fn group_alive(group: Pid) -> bool {
-    nix::sys::signal::killpg(group, None).is_ok()
+    !tree.alive()
 }

@@ -18,7 +18,7 @@ use crate::failure::{Code, Context, Result};
 use crate::run::output::Output;
 use crate::run::relay::Relay;
 use crate::run::supervise::Sleep;
-use crate::sys::privdrop::{CommandStreams, CommandTerminal};
+use crate::sys::privdrop::CommandStreams;
 use crate::sys::signals::{self, SignalDescriptor};
 
 /// Everything kubesu relays for one run, and its signals.
@@ -44,9 +44,12 @@ impl Relays {
     }
 
     /// The command's terminal and other streams (once).
-    pub fn for_command(&mut self) -> (Option<CommandTerminal>, CommandStreams) {
+    pub fn for_command(&mut self) -> CommandStreams {
         let terminal = self.terminal.as_mut().and_then(Relay::command_terminal);
-        (terminal, self.output.command_streams())
+        CommandStreams {
+            terminal,
+            ..self.output.command_streams()
+        }
     }
 
     /// Where supervise sleeps: relaying.

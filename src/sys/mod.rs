@@ -2,6 +2,7 @@
 //! drop, signals and processes. The only place for `unsafe` and libc.
 
 pub mod account;
+pub mod cgroup;
 pub mod fs;
 pub mod limits;
 pub mod privdrop;
@@ -9,6 +10,7 @@ pub mod process;
 pub mod signals;
 pub mod sink;
 pub mod terminal;
+pub mod tree;
 
 use nix::unistd::{Uid, getresuid};
 

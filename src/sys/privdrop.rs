@@ -41,18 +41,20 @@ pub struct Launch {
     pub no_new_privs: bool,
     /// The caller's resource limits, given back to the command.
     pub limits: super::limits::CallerLimits,
-    /// When kubesu runs in a terminal: the pty slave the command gets
-    /// instead (see `sys::terminal`).
-    pub terminal: Option<CommandTerminal>,
-    /// What the command gets instead of kubesu's other streams (see
-    /// `run::output`).
+    /// What the command gets instead of kubesu's standard streams.
     pub streams: CommandStreams,
+    /// `cgroup.procs` of the run's cgroup, which the child joins first
+    /// (see `sys::cgroup`).
+    pub cgroup: Option<RawFd>,
 }
 
-/// Descriptors the command gets as its stdin, stdout and stderr instead of
-/// kubesu's own; `None` passes kubesu's (or the terminal's) on.
+/// What the command gets instead of kubesu's stdin, stdout and stderr:
+/// when kubesu runs in a terminal, the slave of a pty of kubesu's (see
+/// `sys::terminal`); for the other streams, descriptors of kubesu's (see
+/// `run::output`). `None` passes kubesu's own on.
 #[derive(Debug, Default)]
 pub struct CommandStreams {
+    pub terminal: Option<CommandTerminal>,
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
@@ -70,11 +72,18 @@ pub struct CommandTerminal {
 /// process group can be signalled). Returns the child's pid, which is also
 /// its process group id.
 pub fn spawn(launch: &Launch) -> Result<Pid> {
-    let directories = c_directories(&launch.directories);
-    let (uid, gid, groups) = (launch.uid, launch.gid, launch.groups.clone());
-    let no_new_privs = launch.no_new_privs;
+    let uid = launch.uid;
     let limits = launch.limits.clone();
-    let supervisor = Pid::this();
+    let mut steps = ChildSteps {
+        uid,
+        gid: launch.gid,
+        groups: launch.groups.clone(),
+        directories: c_directories(&launch.directories),
+        no_new_privs: launch.no_new_privs,
+        supervisor: Pid::this(),
+        terminal: None,
+        cgroup: launch.cgroup,
+    };
 
     let mut command = Command::new(&launch.program);
     command
@@ -90,9 +99,9 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
             ))
         })
     };
-    let mut slave = None;
-    if let Some(terminal) = &launch.terminal {
-        slave = Some(terminal.slave.as_raw_fd());
+    let streams = &launch.streams;
+    if let Some(terminal) = &streams.terminal {
+        steps.terminal = Some(terminal.slave.as_raw_fd());
         if terminal.streams.stdin {
             command.stdin(copy(&terminal.slave)?);
         }
@@ -103,7 +112,6 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
             command.stderr(copy(&terminal.slave)?);
         }
     }
-    let streams = &launch.streams;
     if let Some(stdin) = &streams.stdin {
         command.stdin(copy(stdin)?);
     }
@@ -118,16 +126,7 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
     unsafe {
         command.pre_exec(move || {
             super::limits::restore(&limits);
-            in_child(
-                uid,
-                gid,
-                &groups,
-                &directories,
-                no_new_privs,
-                supervisor,
-                slave,
-            )
-            .map_err(std::io::Error::from)
+            in_child(&steps).map_err(std::io::Error::from)
         });
     }
     let child = command.spawn().map_err(|e| {
@@ -140,15 +139,36 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
     Ok(Pid::from_raw(child.id() as i32))
 }
 
-fn in_child(
+/// What the child does between fork and exec, prepared before the fork.
+struct ChildSteps {
     uid: Uid,
     gid: Gid,
-    groups: &[Gid],
-    directories: &[CString],
+    groups: Vec<Gid>,
+    directories: Vec<CString>,
     no_new_privs: bool,
     supervisor: Pid,
+    /// The pty slave to take as the controlling terminal.
     terminal: Option<RawFd>,
-) -> std::result::Result<(), Errno> {
+    /// `cgroup.procs` of the run's cgroup.
+    cgroup: Option<RawFd>,
+}
+
+fn in_child(steps: &ChildSteps) -> std::result::Result<(), Errno> {
+    let ChildSteps {
+        uid,
+        gid,
+        ref groups,
+        ref directories,
+        no_new_privs,
+        supervisor,
+        terminal,
+        cgroup,
+    } = *steps;
+    // First, while only kubesu's code runs here: every process the command
+    // starts is born in the cgroup.
+    if let Some(procs) = cgroup {
+        step("joining the run's cgroup", super::cgroup::join(procs))?;
+    }
     step("starting a new session", nix::unistd::setsid().map(drop))?;
     if let Some(slave) = terminal {
         step(

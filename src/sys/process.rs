@@ -1,9 +1,9 @@
-//! Processes: becoming a subreaper, reaping, finding and signalling what is
-//! left of the command's tree.
+//! Processes: becoming a subreaper, reaping, finding and signalling
+//! processes without ever signalling a pid that may have been reused.
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 /// Orphans of the command's tree are re-parented to kubesu, not to init, so
@@ -27,64 +27,96 @@ pub fn exit_status(status: WaitStatus) -> Option<i32> {
     }
 }
 
-/// Reap every child that has ended, without blocking. Returns the status of
-/// `main` if it was among them, and whether any child is left at all.
-pub fn reap(main: Pid) -> (Option<i32>, bool) {
-    let mut main_status = None;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) => return (main_status, true),
-            Ok(status) => {
-                if status.pid() == Some(main) {
-                    main_status = exit_status(status).or(main_status);
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(_) => return (main_status, false), // ECHILD: nothing left
+/// kubesu's own children now, living or not: the command, and every
+/// orphan of its tree re-parented here. A child cannot be reused by another
+/// process until kubesu reaps it, so these pids are safe to signal.
+pub fn children() -> Vec<Pid> {
+    let me = std::process::id();
+    processes()
+        .filter(|p| p.parent == me)
+        .map(|p| Pid::from_raw(p.pid as i32))
+        .collect()
+}
+
+/// Whether a process that is not a zombie is in process group `group`, or
+/// is a child of kubesu's.
+pub fn any_alive_in(group: Pid) -> bool {
+    let me = std::process::id();
+    let group = group.as_raw() as u32;
+    processes().any(|p| p.state != 'Z' && (p.group == group || p.parent == me))
+}
+
+struct Process {
+    pid: u32,
+    state: char,
+    parent: u32,
+    group: u32,
+}
+
+fn processes() -> impl Iterator<Item = Process> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(process)
+}
+
+fn process(pid: u32) -> Option<Process> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces or ')'.
+    let mut after = stat[stat.rfind(')')? + 1..].split_whitespace();
+    Some(Process {
+        pid,
+        state: after.next()?.chars().next()?,
+        parent: after.next()?.parse().ok()?,
+        group: after.next()?.parse().ok()?,
+    })
+}
+
+/// Reap every child but `kept` that has ended, without blocking.
+pub fn reap_all_but(kept: Pid) {
+    for child in children() {
+        if child != kept {
+            let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
         }
     }
 }
 
-/// kubesu's own children now: the command, if alive, and every orphan of its
-/// tree re-parented here.
-pub fn children() -> Vec<Pid> {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| parent_of(*pid).as_deref() == Some(me.as_str()))
-        .map(Pid::from_raw)
-        .collect()
-}
-
-fn parent_of(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces or ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1).map(str::to_string)
-}
-
-/// Signal the command's process group and every remaining child.
-pub fn signal_tree(group: Pid, signal: Signal) {
-    let _ = killpg(group, signal);
-    for pid in children() {
-        let _ = kill(pid, signal);
+/// How `child` ended, once it has, without reaping it: while it stays a
+/// zombie of kubesu's, its pid (and the id of the group it led) is nobody
+/// else's.
+pub fn exited(child: Pid) -> Option<i32> {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    loop {
+        match waitid(Id::Pid(child), flags) {
+            Ok(status) => return exit_status(status),
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
     }
 }
 
-/// Forward a signal to the command's process group.
-pub fn forward(group: Pid, signal: Signal) {
-    let _ = killpg(group, signal);
+/// Reap `child` (after `exited`).
+pub fn reap(child: Pid) {
+    let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
 }
 
 /// Signal the process `pid` only if it is still the one that started at
-/// `start` (clock ticks since boot): the pid is pinned with a pidfd first,
-/// then its start time read, then the signal sent through the pidfd, so a
-/// pid reused in between is never signalled. Ok(false) when it is gone.
+/// `start` (clock ticks since boot). Ok(false) when it is gone.
 pub fn signal_if_same(pid: u32, start: u64, signal: Signal) -> std::io::Result<bool> {
+    signal_pinned(pid, || start_time(pid) == Some(start), signal)
+}
+
+/// Signal process `pid` only if `still_it` holds: the pid is pinned with a
+/// pidfd first, then checked, then signalled through the pidfd, so a pid
+/// reused in between is never signalled. Ok(false) when it is gone or not
+/// the one.
+pub fn signal_pinned(
+    pid: u32,
+    still_it: impl FnOnce() -> bool,
+    signal: Signal,
+) -> std::io::Result<bool> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let Ok(raw_pid) = nix::libc::pid_t::try_from(pid) else {
         return Ok(false);
@@ -100,7 +132,7 @@ pub fn signal_if_same(pid: u32, start: u64, signal: Signal) -> std::io::Result<b
     }
     // SAFETY: the syscall just returned this descriptor, owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    if start_time(pid) != Some(start) {
+    if !still_it() {
         return Ok(false);
     }
     // SAFETY: a valid pidfd, a valid signal number, no siginfo, no flags.

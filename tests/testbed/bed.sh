@@ -30,6 +30,14 @@
 #   KUBESU_TESTBED_SPARK       pyspark series whose images `up` imports
 #                              (default "3.5"; e.g. "3.5 4.3")
 set -euo pipefail
+# The servers started here live on after this script: they must not keep a
+# descriptor it inherited (a caller's flock on the test lock, a test's
+# pipe), or whoever waits for that lock or pipe waits for ever. 255 is
+# bash's own copy of this script.
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  if [ "$fd" -gt 2 ] && [ "$fd" != 255 ]; then eval "exec $fd>&-"; fi
+done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 release=${KUBESU_TESTBED_KUBERNETES:-current}

@@ -1,5 +1,5 @@
 //! The host's side of `kubesu check`: the config file, kubesu's
-//! kubeconfig, the runtime directory, the configured commands and the
+//! kubeconfig, the runtime directory, the run cgroups, the configured commands and the
 //! sudoers drop-in, each root-owned and writable by nobody else.
 
 use std::os::unix::fs::MetadataExt;
@@ -10,6 +10,7 @@ use super::report::Report;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::Config;
 use crate::run::runtime_dir;
+use crate::sys::cgroup::Cgroup;
 use crate::sys::fs;
 
 const VISUDO: &str = "/usr/sbin/visudo";
@@ -89,6 +90,35 @@ pub fn runtime_dir(dir: &Path) -> Result<String> {
             "{} does not exist yet: the first run creates it (root-owned, mode 0711)",
             dir.display()
         ))
+    }
+}
+
+/// Whether runs get a cgroup of their own: one is made and removed, as a
+/// run would.
+pub fn process_tracking() -> Result<String> {
+    let probe = format!("check-{}", std::process::id());
+    match Cgroup::create(&probe) {
+        Ok(Some(cgroup)) => {
+            let dir = cgroup.dir();
+            cgroup.remove().map_err(|e| {
+                Failure::software(format!(
+                    "cannot remove the probe cgroup {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            Ok(format!(
+                "each run's processes are held by a cgroup of its own, beside kubesu's ({})",
+                dir.parent().unwrap_or(&dir).display()
+            ))
+        }
+        Ok(None) => Ok(
+            "no cgroup v2 hierarchy: each run's processes are held by their process \
+             group and kubesu's unreaped children"
+                .to_string(),
+        ),
+        Err(e) => Err(Failure::config(format!(
+            "cannot create a cgroup for runs ({e}): they would be tracked by their process group only"
+        ))),
     }
 }
 

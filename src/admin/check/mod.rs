@@ -59,6 +59,7 @@ pub fn checks(path: &Path, invoker: &Invoker) -> Vec<Row> {
         for name in [
             "kubeconfig",
             "runtime directory",
+            "process tracking",
             "commands",
             "cluster",
             "rbac",
@@ -84,6 +85,12 @@ pub fn checks(path: &Path, invoker: &Invoker) -> Vec<Row> {
             "chown root:root {d} && chmod 0711 {d}, or remove it (the first run creates it), or set [runtime] dir",
             d = dir.display()
         ),
+    );
+    report.record(
+        "process tracking",
+        host::process_tracking(),
+        "mount the cgroup v2 hierarchy read-write for root (runs still start without it, \
+         tracked by their process group: see docs/security.md)",
     );
     for command in &config.commands {
         let p = command.path.display();
