@@ -69,8 +69,8 @@ pub fn environment(
 }
 
 /// Fork; the child joins `cgroup` (if any), drops privileges and execs
-/// `argv`, with `streams` instead of kubesu's own. Refused when a signal came while the run was
-/// prepared: nothing starts then.
+/// `argv`, with `streams` instead of kubesu's own. Refused when a signal
+/// came while the run was prepared: nothing starts then.
 pub fn start(
     config: &Config,
     who: &Authorized<'_>,
