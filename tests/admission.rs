@@ -40,6 +40,7 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use kubesu::policy::labels::RUN_LABEL;
 use serde_json::json;
 
 const POLICY_FILE: &str = include_str!("../deploy/admission-policy.yaml");
@@ -360,20 +361,36 @@ fn assert_allowed<T>(what: &str, result: kube::Result<T>) -> T {
 /// per-run namespace with kubesu's labels, the run's ServiceAccount, its
 /// RoleBinding to the Spark ClusterRole, and a token.
 struct Run {
+    /// The run id, as kubesu makes it: the policy reads it from the end of
+    /// the ServiceAccount's name.
+    id: String,
     namespace: String,
     account: String,
     /// As the run's token.
     user: Client,
 }
 
+impl Run {
+    /// `object` with the run's label, as kubesu's revocation finds it.
+    fn mark<K: kube::Resource>(&self, mut object: K) -> K {
+        object
+            .meta_mut()
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(RUN_LABEL.into(), self.id.clone());
+        object
+    }
+}
+
 async fn start_run(bed: &Bed) -> Run {
-    let run = unique("r").replace('-', "");
+    let id = kubesu::policy::identity::RunId::generate().expect("a run id");
+    let run = id.to_string();
     let namespace = format!("kubesu-adm-{run}");
-    let account = format!("kubesu-alice-{run}");
+    let account = kubesu::policy::naming::service_account("alice", &id);
     let labels = [
         (MANAGED_BY, "kubesu"),
         ("kubesu.io/user", "alice"),
-        ("kubesu.io/run", run.as_str()),
+        (RUN_LABEL, run.as_str()),
     ];
     let namespaces: Api<Namespace> = Api::all(bed.kubesu.clone());
     let mut namespace_labels = labels.to_vec();
@@ -439,6 +456,7 @@ async fn start_run(bed: &Bed) -> Run {
     )
     .await;
     Run {
+        id: run,
         namespace,
         account,
         user,
@@ -551,7 +569,7 @@ async fn a_runs_token_cannot_make_a_service_that_reaches_outside_its_namespace()
         services
             .create(
                 &PostParams::default(),
-                &service("ext", "ClusterIP", &["192.0.2.10"]),
+                &run.mark(service("ext", "ClusterIP", &["192.0.2.10"])),
             )
             .await,
         RUN_POLICY,
@@ -561,7 +579,10 @@ async fn a_runs_token_cannot_make_a_service_that_reaches_outside_its_namespace()
         assert_refused(
             &format!("a {kind} Service"),
             services
-                .create(&PostParams::default(), &service("open", kind, &[]))
+                .create(
+                    &PostParams::default(),
+                    &run.mark(service("open", kind, &[])),
+                )
                 .await,
             RUN_POLICY,
             &format!("not type {kind}"),
@@ -569,7 +590,7 @@ async fn a_runs_token_cannot_make_a_service_that_reaches_outside_its_namespace()
     }
 
     // Spark's driver Service is a headless ClusterIP Service.
-    let mut headless = service("driver-svc", "ClusterIP", &[]);
+    let mut headless = run.mark(service("driver-svc", "ClusterIP", &[]));
     headless.spec.as_mut().expect("spec").cluster_ip = Some("None".into());
     assert_allowed(
         "a headless ClusterIP Service",
@@ -578,7 +599,10 @@ async fn a_runs_token_cannot_make_a_service_that_reaches_outside_its_namespace()
     assert_allowed(
         "a ClusterIP Service",
         services
-            .create(&PostParams::default(), &service("plain", "ClusterIP", &[]))
+            .create(
+                &PostParams::default(),
+                &run.mark(service("plain", "ClusterIP", &[])),
+            )
             .await,
     );
     let to_node_port = json!({"spec": {"type": "NodePort"}});
@@ -638,7 +662,7 @@ async fn a_runs_token_cannot_claim_a_volume_it_did_not_provision() {
         claims
             .create(
                 &PostParams::default(),
-                &claim("steal", json!({"volumeName": theirs})),
+                &run.mark(claim("steal", json!({"volumeName": theirs}))),
             )
             .await,
         RUN_POLICY,
@@ -649,10 +673,10 @@ async fn a_runs_token_cannot_claim_a_volume_it_did_not_provision() {
         claims
             .create(
                 &PostParams::default(),
-                &claim(
+                &run.mark(claim(
                     "pick",
                     json!({"selector": {"matchLabels": {"team": "finance"}}}),
-                ),
+                )),
             )
             .await,
         RUN_POLICY,
@@ -661,7 +685,7 @@ async fn a_runs_token_cannot_claim_a_volume_it_did_not_provision() {
     assert_allowed(
         "a claim without volumeName (dry run)",
         claims
-            .create(&dry_run(), &claim("dynamic", json!({})))
+            .create(&dry_run(), &run.mark(claim("dynamic", json!({}))))
             .await,
     );
     // Kubernetes lets volumeName be set once on an unbound claim.
@@ -670,7 +694,7 @@ async fn a_runs_token_cannot_claim_a_volume_it_did_not_provision() {
         claims
             .create(
                 &PostParams::default(),
-                &claim("later", json!({"storageClassName": "none-such"})),
+                &run.mark(claim("later", json!({"storageClassName": "none-such"}))),
             )
             .await,
     );
@@ -689,10 +713,10 @@ async fn a_runs_token_cannot_claim_a_volume_it_did_not_provision() {
     let cross = claims
         .create(
             &dry_run(),
-            &claim(
+            &run.mark(claim(
                 "clone",
                 json!({"dataSourceRef": {"kind": "PersistentVolumeClaim", "name": "data", "namespace": "other-team"}}),
-            ),
+            )),
         )
         .await;
     if refused_by(&cross, RUN_POLICY) {
@@ -748,7 +772,7 @@ async fn a_runs_token_may_still_update_a_claim_the_cluster_bound_for_it() {
         claims
             .create(
                 &PostParams::default(),
-                &claim("data", json!({"storageClassName": class})),
+                &run.mark(claim("data", json!({"storageClassName": class}))),
             )
             .await,
     );
@@ -789,7 +813,7 @@ async fn pods_made_with_a_runs_token_run_as_the_runs_service_account() {
 
     assert_refused(
         "a pod running as the namespace's default ServiceAccount",
-        pods.create(&dry_run(), &pod("as-default", Some("default")))
+        pods.create(&dry_run(), &run.mark(pod("as-default", Some("default"))))
             .await,
         RUN_POLICY,
         "not default",
@@ -798,13 +822,14 @@ async fn pods_made_with_a_runs_token_run_as_the_runs_service_account() {
     // validating admission sees the pod.
     assert_refused(
         "a pod naming no ServiceAccount",
-        pods.create(&dry_run(), &pod("unnamed", None)).await,
+        pods.create(&dry_run(), &run.mark(pod("unnamed", None)))
+            .await,
         RUN_POLICY,
         "not default",
     );
     assert_allowed(
         "a pod running as the run's ServiceAccount",
-        pods.create(&dry_run(), &pod("own", Some(&run.account)))
+        pods.create(&dry_run(), &run.mark(pod("own", Some(&run.account))))
             .await,
     );
 
@@ -815,7 +840,7 @@ async fn pods_made_with_a_runs_token_run_as_the_runs_service_account() {
         "metadata": {
             "name": "job-py-436e06a22b788352-exec-1",
             "labels": {
-                "kubesu.io/run": "r", "spark-app-name": "job-py",
+                "kubesu.io/run": run.id, "spark-app-name": "job-py",
                 "spark-app-selector": "spark-d6689657ef9f440da2b0d34f200b6b79",
                 "spark-exec-id": "1", "spark-exec-resourceprofile-id": "0",
                 "spark-role": "executor", "spark-version": "3.5.9"
@@ -839,6 +864,188 @@ async fn pods_made_with_a_runs_token_run_as_the_runs_service_account() {
     assert_allowed(
         "a client-mode Spark executor pod as the run's ServiceAccount",
         pods.create(&dry_run(), &executor).await,
+    );
+    end_run(&bed, run).await;
+}
+
+fn config_map(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(name, labels),
+        data: Some(BTreeMap::from([("k".to_string(), "v".to_string())])),
+        ..Default::default()
+    }
+}
+
+/// `object` owned by a pod of the namespace (a uid that matches none: the
+/// tries that use it are dry runs), as Spark owns a cluster-mode driver's
+/// ConfigMaps by its pod.
+fn owned_by<K: kube::Resource>(kind: &str, mut object: K) -> K {
+    object.meta_mut().owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            name: "job-driver".into(),
+            uid: "8f2e4a63-4c1b-4c38-9a3e-2b7d1f0c5e11".into(),
+            controller: Some(true),
+            ..Default::default()
+        },
+    ]);
+    object
+}
+
+/// Revocation and gc find what a run made by the run's label, so an
+/// object without it (made so, or whose label the user took off) outlived
+/// the run. Every object a run's token writes must carry the label with
+/// the run's own id and keep it; what Spark makes and cannot label is the
+/// run's another way (issue 13, item 4).
+#[tokio::test]
+async fn every_object_a_runs_token_writes_carries_the_runs_label_and_keeps_it() {
+    let bed = bed().await;
+    let run = start_run(&bed).await;
+    let maps: Api<ConfigMap> = Api::namespaced(run.user.clone(), &run.namespace);
+    let services: Api<Service> = Api::namespaced(run.user.clone(), &run.namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(run.user.clone(), &run.namespace);
+    let pods: Api<Pod> = Api::namespaced(run.user.clone(), &run.namespace);
+    let create = PostParams::default();
+
+    assert_refused(
+        "an unlabelled ConfigMap",
+        maps.create(&create, &config_map("loose", &[])).await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+    assert_refused(
+        "an unlabelled Service",
+        services
+            .create(&create, &service("loose", "ClusterIP", &[]))
+            .await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+    assert_refused(
+        "an unlabelled claim",
+        claims.create(&create, &claim("loose", json!({}))).await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+    assert_refused(
+        "an unlabelled pod as the run's ServiceAccount",
+        pods.create(&dry_run(), &pod("loose", Some(&run.account)))
+            .await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+    assert_refused(
+        "a ConfigMap labelled with another run's id",
+        maps.create(
+            &create,
+            &config_map("other", &[(RUN_LABEL, "aaaaaaaaaaaaaaaa")]),
+        )
+        .await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+
+    // `kubectl label configmap kept kubesu.io/run-`, or another value.
+    assert_allowed(
+        "a ConfigMap with the run's label",
+        maps.create(&create, &run.mark(config_map("kept", &[])))
+            .await,
+    );
+    let patch = PatchParams::default();
+    for (what, value) in [
+        ("removing the run's label", serde_json::Value::Null),
+        ("changing the run's label", json!("aaaaaaaaaaaaaaaa")),
+    ] {
+        let change = json!({"metadata": {"labels": {RUN_LABEL: value}}});
+        assert_refused(
+            what,
+            maps.patch("kept", &patch, &Patch::Merge(&change)).await,
+            RUN_POLICY,
+            RUN_LABEL,
+        );
+    }
+    let more = json!({"metadata": {"labels": {"team": "blue"}}});
+    assert_allowed(
+        "another label on the run's ConfigMap",
+        maps.patch("kept", &patch, &Patch::Merge(&more)).await,
+    );
+
+    // An object the run did not make: it may delete it (RBAC), not take it
+    // over or change it.
+    let admins: Api<ConfigMap> = Api::namespaced(bed.admin.clone(), &run.namespace);
+    assert_allowed(
+        "an administrator's ConfigMap in the run's namespace",
+        admins.create(&create, &config_map("theirs", &[])).await,
+    );
+    let adopt = json!({"metadata": {"labels": {RUN_LABEL: run.id}}});
+    assert_refused(
+        "the run labelling another's ConfigMap as its own",
+        maps.patch("theirs", &patch, &Patch::Merge(&adopt)).await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+
+    // Spark's own objects. A client-mode driver's executor ConfigMap carries
+    // only Spark's labels, with the application id kubesu gives the run.
+    let app = format!("spark-kubesu-{}", run.id);
+    let executors = [
+        ("spark-app-selector", app.as_str()),
+        ("spark-role", "executor"),
+    ];
+    assert_allowed(
+        "a client-mode executor ConfigMap with the run's application id",
+        maps.create(&dry_run(), &config_map("spark-exec-1-conf-map", &executors))
+            .await,
+    );
+    let foreign = [("spark-app-selector", "spark-kubesu-aaaaaaaaaaaaaaaa")];
+    assert_refused(
+        "an executor ConfigMap with another run's application id",
+        maps.create(&dry_run(), &config_map("spark-exec-2-conf-map", &foreign))
+            .await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+    // A cluster-mode driver's ConfigMaps and on-demand claims carry no label
+    // of the run's, and are owned by a pod (the driver, which carries it):
+    // they go with it.
+    assert_allowed(
+        "a driver's unlabelled ConfigMap owned by a pod",
+        maps.create(
+            &dry_run(),
+            &owned_by("Pod", config_map("spark-drv-conf-map", &[])),
+        )
+        .await,
+    );
+    assert_allowed(
+        "an executor's unlabelled claim owned by a pod",
+        claims
+            .create(
+                &dry_run(),
+                &owned_by("Pod", claim("spark-pvc-0", json!({}))),
+            )
+            .await,
+    );
+    assert_refused(
+        "an unlabelled ConfigMap owned by something else than a pod",
+        maps.create(
+            &dry_run(),
+            &owned_by("ConfigMap", config_map("spark-drv-conf-map", &[])),
+        )
+        .await,
+        RUN_POLICY,
+        RUN_LABEL,
+    );
+    assert_refused(
+        "an unlabelled Service owned by a pod (kubesu labels Spark's driver Service)",
+        services
+            .create(
+                &dry_run(),
+                &owned_by("Pod", service("svc", "ClusterIP", &[])),
+            )
+            .await,
+        RUN_POLICY,
+        RUN_LABEL,
     );
     end_run(&bed, run).await;
 }

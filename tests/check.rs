@@ -79,6 +79,7 @@ fn check_passes_on_the_installed_setup() {
         "config",
         "kubeconfig",
         "runtime directory",
+        "driver log directory",
         "process tracking",
         "sudoers",
         "command",
@@ -344,4 +345,27 @@ fn rbac_prints_what_is_applied_and_needs_only_a_readable_config() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("run it as root"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
+}
+
+/// The driver log directory as revocation would find it: below a directory
+/// others may write, someone could swap it for a link (a `kubesu check`
+/// failure with the fix, before any log is lost).
+#[test]
+fn a_driver_log_directory_others_could_redirect_is_reported() {
+    let config = config_variant("check-driver-logs", 0o644, |c| {
+        let old = "driver_logs = \"/var/log/kubesu-drivers\"";
+        assert!(c.contains(old));
+        c.replace(old, "driver_logs = \"/tmp/kubesu-check-driver-logs\"")
+    });
+    let (status, report, err) = check_json(&["--config", &config]);
+    assert_eq!(status, Some(78), "{report:#}{err}");
+    let logs = row(&report, "driver log directory");
+    assert_eq!(logs["ok"], false, "{report:#}");
+    let detail = logs["detail"].as_str().expect("detail");
+    assert!(detail.contains("/tmp above"), "{detail}");
+    assert!(
+        logs["fix"].as_str().expect("fix").contains("root-owned"),
+        "{logs}"
+    );
+    assert!(!std::path::Path::new("/tmp/kubesu-check-driver-logs").exists());
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Api;
 use kube::api::ListParams;
@@ -1782,6 +1782,57 @@ async fn namespaces_kubesu_does_not_own_are_never_used() {
 
 /// What holds only where the cluster enforces it: Pod Security admission
 /// (on from 1.23, GA in 1.25). Not run on the Kubernetes 1.20 bed.
+/// Where no admission policy makes a run label what it makes (Kubernetes
+/// before 1.30), a pod made with the run's token carries no run label and
+/// outlived the run (issue 13, item 4). Revocation also deletes every pod
+/// that runs as the run's ServiceAccount. The pod is made here by the
+/// administrator, unlabelled, as a run's token could make it there (the
+/// 1.37 bed's policy refuses the run's token such a pod).
+#[tokio::test]
+async fn a_pod_running_as_the_runs_account_goes_with_the_run_even_unlabelled() {
+    let (child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
+        "run",
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "echo \"$KUBESU_RUN_ID\"; exec sleep 60",
+    ]));
+    let id = kubesu::policy::identity::RunId::parse(&run).expect("a run id");
+    let account = kubesu::policy::naming::service_account("alice", &id);
+    let name = unique("unlabelled");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "serviceAccountName": account,
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": "kubesu.test/absent:0", "imagePullPolicy": "Never",
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .expect("pod");
+    let pods: Api<Pod> = Api::namespaced(admin_client().await, "kubesu-alice");
+    pods.create(&Default::default(), &pod)
+        .await
+        .expect("an unlabelled pod running as the run's ServiceAccount");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(run_record(&out)["revoked"], true, "{}", stderr(&out));
+    let left = pods.get_opt(&name).await.expect("get pod");
+    assert!(
+        left.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "pod kubesu-alice/{name}, running as {account}, outlived run {run}"
+    );
+}
+
 mod on_a_current_cluster {
     use super::*;
 
@@ -1791,12 +1842,13 @@ mod on_a_current_cluster {
     #[test]
     fn a_privileged_pod_created_with_the_runs_token_is_refused_by_pod_security() {
         let script = r#"
-            # As the run's own ServiceAccount, as kubesu's admission policy
-            # wants of every pod a run makes.
+            # As the run's own ServiceAccount, with the run's label, as
+            # kubesu's admission policy wants of every pod a run makes.
             sa=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
             sa=${sa##*:}
             pod() {
-                printf '%s\n' 'apiVersion: v1' 'kind: Pod' "metadata: {name: $1}" 'spec:' \
+                printf '%s\n' 'apiVersion: v1' 'kind: Pod' \
+                    "metadata: {name: $1, labels: {kubesu.io/run: $KUBESU_RUN_ID}}" 'spec:' \
                     "  serviceAccountName: $sa" \
                     '  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}' \
                     '  containers:' '  - name: c' '    image: kubesu.test/absent:0' \
@@ -1821,6 +1873,58 @@ mod on_a_current_cluster {
             plain.contains("created (server dry run)"),
             "a pod within restricted is admitted with the same token: {plain}"
         );
+    }
+
+    /// Revocation finds what a run made by the run's label: a ConfigMap
+    /// made without it, or whose label the user took off, outlived the run
+    /// (issue 13, item 4). kubesu-run-confinement refuses both, and what
+    /// carries the label goes at revocation, for every run, not only
+    /// spark-submit's.
+    #[tokio::test]
+    async fn nothing_a_run_makes_with_its_token_outlives_the_run() {
+        let loose = unique("loose");
+        let kept = unique("kept");
+        let script = format!(
+            r#"
+            kubectl create configmap {loose} --from-literal=k=v 2>&1
+            echo ===
+            kubectl create configmap {kept} --from-literal=k=v --dry-run=client -o yaml |
+                kubectl label --local -f - -o yaml "kubesu.io/run=$KUBESU_RUN_ID" |
+                kubectl create -f - 2>&1
+            echo ===
+            kubectl label configmap {kept} kubesu.io/run- 2>&1
+            true
+        "#
+        );
+        let out = sudo_run("alice", &[SH, "-c", &script]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let answers: Vec<&str> = text.split("===\n").collect();
+        let [unlabelled, labelled, unlabel] = answers[..] else {
+            panic!("three answers expected: {text}");
+        };
+        for (what, answer) in [
+            ("an unlabelled ConfigMap", unlabelled),
+            ("taking the run's label off", unlabel),
+        ] {
+            assert!(
+                answer.contains("forbidden")
+                    && answer.contains("ValidatingAdmissionPolicy 'kubesu-run-confinement'"),
+                "{what} is refused with the run's token: {answer}"
+            );
+        }
+        assert!(
+            labelled.contains("created"),
+            "a ConfigMap with the run's label is made: {labelled}"
+        );
+        let maps: Api<ConfigMap> = Api::namespaced(admin_client().await, "kubesu-alice");
+        for name in [&loose, &kept] {
+            let found = maps.get_opt(name).await.expect("get configmap");
+            assert!(
+                found.is_none(),
+                "ConfigMap kubesu-alice/{name} outlived the run that made it"
+            );
+        }
     }
 }
 

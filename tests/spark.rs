@@ -1044,6 +1044,9 @@ mod on_a_node {
         /// job's pods, read on the node.
         pod_token: Option<String>,
         driver_log: Option<tokio::task::JoinHandle<String>>,
+        /// (name, its kubesu.io/run label) of every Service selecting the
+        /// run's pods: a cluster-mode driver's.
+        services: BTreeSet<(String, Option<String>)>,
     }
 
     /// Follows the log of `pod` from the start of its container to its end,
@@ -1125,6 +1128,13 @@ mod on_a_node {
                     seen.token =
                         std::fs::read_to_string(format!("/run/kubesu/{run_id}/token")).ok();
                 }
+                if cluster
+                    && seen.services.is_empty()
+                    && let Some(run_id) = label(&pod, RUN_LABEL)
+                {
+                    seen.services
+                        .extend(services_selecting(admin, run_id).await);
+                }
                 let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
                 if seen.pod_token.is_none() && phase == Some("Running") {
                     seen.pod_token = projected_token(&pod);
@@ -1149,6 +1159,29 @@ mod on_a_node {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         (run.finish(END_LIMIT).await, seen)
+    }
+
+    /// (name, kubesu.io/run label) of the Services in alice's namespace
+    /// that select the pods of run `run_id`.
+    async fn services_selecting(admin: &Client, run_id: &str) -> Vec<(String, Option<String>)> {
+        let services: Api<Service> = Api::namespaced(admin.clone(), "kubesu-alice");
+        let listed = services.list(&ListParams::default()).await;
+        listed
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .and_then(|s| s.get(RUN_LABEL))
+                    .is_some_and(|v| v == run_id)
+            })
+            .map(|s| {
+                let run = s.metadata.labels.and_then(|mut l| l.remove(RUN_LABEL));
+                (s.metadata.name.unwrap_or_default(), run)
+            })
+            .collect()
     }
 
     /// The token the kubelet mounted into `pod`: a projected volume under
@@ -1316,6 +1349,17 @@ mod on_a_node {
         );
         let record = run_record(&output);
         assert_executors_ran_as_the_run(&seen, &record);
+        // kubesu forces the run's label onto the driver's Service: its
+        // admission policy refuses a run's Service without it.
+        let run = record_str(&record, "run");
+        assert!(!seen.services.is_empty(), "no driver Service was seen");
+        for (service, label) in &seen.services {
+            assert_eq!(
+                label.as_deref(),
+                Some(run.as_str()),
+                "the driver's Service {service} carries the run's label"
+            );
+        }
         assert_revoked(&admin, &record, &seen).await;
         assert_pod_token_revoked(&record, &seen).await;
     }

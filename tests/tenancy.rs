@@ -32,14 +32,16 @@ fn label<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
 }
 
 /// Pod manifests the run's token may create: as the run's own
-/// ServiceAccount, which kubesu's admission policy wants of every pod, and
-/// within Pod Security "restricted", which the example config enforces.
+/// ServiceAccount and with the run's label, which kubesu's admission policy
+/// wants of every pod, and within Pod Security "restricted", which the
+/// example config enforces.
 const POD_FUNCTIONS: &str = r#"
     sa=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}')
     sa=${sa##*:}
     # pod NAME CONTAINERS RESOURCES: CONTAINERS containers with RESOURCES.
     pod() {
-        printf '%s\n' 'apiVersion: v1' 'kind: Pod' "metadata: {name: $1}" 'spec:' \
+        printf '%s\n' 'apiVersion: v1' 'kind: Pod' \
+            "metadata: {name: $1, labels: {kubesu.io/run: $KUBESU_RUN_ID}}" 'spec:' \
             "  serviceAccountName: $sa" \
             '  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}' \
             '  containers:'

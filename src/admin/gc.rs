@@ -2,7 +2,9 @@
 //! A lease is dead when it expired, or when its process on this host is gone
 //! (boot id and start time, not just the pid). Whatever carries the run id of
 //! a run with no live lease goes too: Spark's leftovers, RoleBindings, per-run
-//! namespaces, run directories. Live runs are never touched; running it twice,
+//! namespaces, run directories; and with a dead lease, the pods that run as
+//! its ServiceAccount, labelled or not (before 1.30 nothing makes a run
+//! label its pods). Live runs are never touched; running it twice,
 //! or beside itself, or beside runs, is safe. Kept driver logs go when they
 //! are older than [spark] driver_log_retention.
 
@@ -109,7 +111,9 @@ fn print_action(action: &Action, dry_run: bool) {
         Garbage::Lease {
             namespace,
             service_account,
-        } => format!("lease ServiceAccount {namespace}/{service_account}"),
+        } => format!(
+            "lease ServiceAccount {namespace}/{service_account}, with any pods running as it"
+        ),
         Garbage::Leftovers { kind, namespace } => format!("{kind:?}s in {namespace}"),
         Garbage::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
         Garbage::Namespace { name } => format!("per-run namespace {name}"),
@@ -256,7 +260,13 @@ async fn remove_one(cluster: &Cluster, places: &Places<'_>, action: &Action) -> 
         Garbage::Lease {
             namespace,
             service_account,
-        } => lease::release(cluster, namespace, service_account).await,
+        } => {
+            let (released, pods) = tokio::join!(
+                lease::release(cluster, namespace, service_account),
+                leftovers::delete_pods_of(cluster, namespace, service_account),
+            );
+            released.and(pods)
+        }
         Garbage::Leftovers { kind, namespace } => {
             leftovers::delete_one(cluster, *kind, namespace, &action.run).await
         }

@@ -417,6 +417,31 @@ mod tests {
         assert!(yaml.contains(r#"name: "evil\"\n  verbs: [\"*\"]""#));
     }
 
+    /// kubesu-run-confinement reads a run's id from the end of the
+    /// requester's ServiceAccount name: the way naming makes that name.
+    #[test]
+    fn the_run_policy_reads_the_run_id_where_kubesu_puts_it() {
+        use crate::policy::identity::{RUN_ID_CHARS, RunId};
+        use crate::policy::naming;
+        let shape = format!(
+            "variables.account.startsWith('kubesu-') && \
+             variables.account.matches('-[a-z2-7]{{{RUN_ID_CHARS}}}$')"
+        );
+        assert!(ADMISSION_POLICIES.contains(&shape), "{shape}");
+        let id = format!("substring(size(variables.account) - {RUN_ID_CHARS})");
+        assert!(ADMISSION_POLICIES.contains(&id), "{id}");
+        for user in ["alice", &"a".repeat(32), "_svc"] {
+            let run = RunId::generate().unwrap();
+            let account = naming::service_account(user, &run);
+            assert!(account.starts_with("kubesu-"), "{account}");
+            let (head, tail) = account.split_at(account.len() - RUN_ID_CHARS);
+            assert!(head.ends_with('-'), "{account}");
+            assert_eq!(tail, run.as_str());
+            let base32 = |b: u8| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b);
+            assert!(tail.bytes().all(base32), "{account}");
+        }
+    }
+
     #[test]
     fn identities() {
         assert_eq!(

@@ -1,7 +1,11 @@
-//! What Spark leaves in a namespace: driver and executor pods, the driver's
-//! Service, ConfigMaps and volume claims, all carrying the run's label
-//! (kubesu forces it on spark-submit). A client-mode driver that dies does
-//! not delete its executors; kubesu does, at revocation and in `gc`. A
+//! What a run leaves in its namespace: above all Spark's driver and
+//! executor pods, the driver's Service, ConfigMaps and volume claims. They
+//! carry the run's label (kubesu forces it on spark-submit, and on 1.30+
+//! its admission policy refuses a run's token any object without it), or
+//! Spark's application id, or are owned by such a pod. A client-mode
+//! driver that dies does not delete its executors; kubesu does, at
+//! revocation and in `gc`. Before 1.30 nothing makes a run label what it
+//! makes: pods are also found by the ServiceAccount they run as. A
 //! cluster-mode driver's log is read before its pod goes.
 
 use std::collections::BTreeSet;
@@ -72,21 +76,37 @@ pub async fn list_all(cluster: &Cluster) -> Result<BTreeSet<Leftover>> {
 /// pod label, only Spark's `spark-app-selector`.
 pub async fn delete_one(cluster: &Cluster, kind: Kind, namespace: &str, run: &str) -> Result<()> {
     let by_run = format!("{RUN_LABEL}={run}");
+    let labelled = ListParams::default().labels(&by_run);
     match kind {
-        Kind::Pod => delete_labelled::<Pod>(cluster, namespace, &by_run).await,
+        Kind::Pod => delete_matching::<Pod>(cluster, namespace, &labelled, &by_run).await,
         Kind::Service => delete_services(cluster, namespace, &by_run).await,
         Kind::ConfigMap => {
             let by_app = format!("{APP_SELECTOR_LABEL}={}", labels::app_id(run));
+            let of_app = ListParams::default().labels(&by_app);
             let (run_maps, app_maps) = tokio::join!(
-                delete_labelled::<ConfigMap>(cluster, namespace, &by_run),
-                delete_labelled::<ConfigMap>(cluster, namespace, &by_app),
+                delete_matching::<ConfigMap>(cluster, namespace, &labelled, &by_run),
+                delete_matching::<ConfigMap>(cluster, namespace, &of_app, &by_app),
             );
             run_maps.and(app_maps)
         }
         Kind::PersistentVolumeClaim => {
-            delete_labelled::<PersistentVolumeClaim>(cluster, namespace, &by_run).await
+            delete_matching::<PersistentVolumeClaim>(cluster, namespace, &labelled, &by_run).await
         }
     }
+}
+
+/// Delete the pods in `namespace` that run as `service_account`, labelled
+/// or not. Before Kubernetes 1.30 no admission policy makes a run label
+/// its pods, and a pod outlives the token it was made with: this finds the
+/// run's pods (not the ones it made to run as another account).
+pub async fn delete_pods_of(
+    cluster: &Cluster,
+    namespace: &str,
+    service_account: &str,
+) -> Result<()> {
+    let field = format!("spec.serviceAccountName={service_account}");
+    let running_as = ListParams::default().fields(&field);
+    delete_matching::<Pod>(cluster, namespace, &running_as, &field).await
 }
 
 /// The run's driver pods in `namespace`: Spark labels a cluster-mode driver
@@ -140,8 +160,14 @@ pub async fn log_start(
     Ok(stream.take(max))
 }
 
-/// One deletecollection of the objects of kind K matching `selector`.
-async fn delete_labelled<K>(cluster: &Cluster, namespace: &str, selector: &str) -> Result<()>
+/// One deletecollection of the objects of kind K that `params` select
+/// (`selector`, as shown in an error).
+async fn delete_matching<K>(
+    cluster: &Cluster,
+    namespace: &str,
+    params: &ListParams,
+    selector: &str,
+) -> Result<()>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -151,14 +177,13 @@ where
 {
     let api: Api<K> = Api::namespaced(cluster.client.clone(), namespace);
     let what = format!(
-        "deleting {}s labelled {selector} in namespace {namespace}",
+        "deleting {}s with {selector} in namespace {namespace}",
         K::kind(&Default::default())
     );
-    let params = ListParams::default().labels(selector);
     cluster
         .delete(
             &what,
-            api.delete_collection(&DeleteParams::background(), &params),
+            api.delete_collection(&DeleteParams::background(), params),
         )
         .await
 }

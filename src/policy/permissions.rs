@@ -122,7 +122,8 @@ pub const KUBESU_PERMISSIONS: &[Permission] = &[
         resources: &["pods", "configmaps", "persistentvolumeclaims"],
         verbs: &["list", "deletecollection"],
         names: Names::Any,
-        why: "clean up what Spark left in the run's namespace, by label (revoke, gc)",
+        why: "clean up what a run left in its namespace: by its label, and pods also by the \
+              ServiceAccount they run as (revoke, gc)",
     },
     Permission {
         group: "",

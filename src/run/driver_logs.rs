@@ -150,6 +150,35 @@ fn failed_driver(pod: &Pod) -> Option<(String, i32)> {
 /// log users could not reach, or in a path someone else could redirect,
 /// is not written.
 fn open_dir(path: &Path) -> Result<OwnedFd> {
+    check_parents(path)?;
+    DIRECTORY.ensure(path)
+}
+
+/// For `kubesu check`: the directory as `open_dir` would find it, without
+/// creating it, and whether its file system takes the ACL entries the
+/// logs get.
+pub fn check_dir(path: &Path) -> Result<String> {
+    check_parents(path)?;
+    let Some(dir) = DIRECTORY.open_if_present(path)? else {
+        return Ok(format!(
+            "{} does not exist yet: the first kept log creates it (root-owned, mode 0711)",
+            path.display()
+        ));
+    };
+    match fs::takes_acls(&dir) {
+        Some(false) => Err(Failure::config(format!(
+            "{} ({}) is on a file system without POSIX ACLs: users and callers could not \
+             read their logs",
+            path.display(),
+            DIRECTORY.what
+        ))),
+        _ => Ok(format!("{}: root-owned, mode 0711", path.display())),
+    }
+}
+
+/// Every directory above the log directory root's, searchable by all and
+/// writable by nobody else.
+fn check_parents(path: &Path) -> Result<()> {
     DIRECTORY.require_absolute(path)?;
     for above in path.ancestors().skip(1) {
         let meta = std::fs::symlink_metadata(above).or_fail(Code::Config, || {
@@ -174,7 +203,7 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
             )));
         }
     }
-    DIRECTORY.ensure(path)
+    Ok(())
 }
 
 /// `<run>.log`, or `<run>-<pod>.log` when the run had several drivers.

@@ -17,9 +17,9 @@ pub struct Grant {
     pub identity: RunIdentity,
     /// Set when the run created a per-run namespace: deleted too.
     pub per_run_namespace: bool,
-    /// Set for spark-submit runs: the pods, services, configmaps and claims
-    /// labelled with the run are deleted too (Spark leaves executors of a
-    /// dead client-mode driver behind).
+    /// Set for spark-submit runs: their drivers' status is read, and their
+    /// logs may be kept. (What any run made with its token is deleted
+    /// whatever this says.)
     pub spark_leftovers: bool,
 }
 
@@ -88,8 +88,11 @@ async fn retry(
 }
 
 /// One concurrent round: the lease unless it is known gone (ServiceAccount
-/// first in meaning: it kills the token), the per-run namespace, Spark's
-/// leftovers.
+/// first in meaning: it kills the token), the per-run namespace, and what
+/// the run made in a namespace that stays: its pods, Services, ConfigMaps
+/// and claims, of every run (with a shell or kubectl too, not only
+/// spark-submit), by label and, for pods, by the ServiceAccount they run
+/// as (before 1.30 nothing makes a run label them).
 async fn revoke_once(cluster: &Cluster, grant: &Grant, lease_left: bool) -> Result<()> {
     let id = &grant.identity;
     let account = async {
@@ -104,12 +107,18 @@ async fn revoke_once(cluster: &Cluster, grant: &Grant, lease_left: bool) -> Resu
             false => Ok(()),
         }
     };
-    let spark = async {
-        match grant.spark_leftovers && !grant.per_run_namespace {
-            true => leftovers::delete_run(cluster, &id.namespace, id.run.as_str()).await,
-            false => Ok(()),
+    let made = async {
+        match grant.per_run_namespace {
+            false => {
+                let (labelled, running_as) = tokio::join!(
+                    leftovers::delete_run(cluster, &id.namespace, id.run.as_str()),
+                    leftovers::delete_pods_of(cluster, &id.namespace, &id.service_account),
+                );
+                labelled.and(running_as)
+            }
+            true => Ok(()),
         }
     };
-    let (account, space, spark) = tokio::join!(account, space, spark);
-    account.and(space).and(spark)
+    let (account, space, made) = tokio::join!(account, space, made);
+    account.and(space).and(made)
 }

@@ -409,6 +409,23 @@ pub fn grant_read(fd: impl AsFd, readers: &[Uid]) -> nix::Result<()> {
     Errno::result(done).map(drop)
 }
 
+/// Whether files in the opened directory `dir` take the ACL entries
+/// `grant_read` writes, tried on an unnamed file (O_TMPFILE) that vanishes
+/// with its descriptor: nothing appears in the directory. `None` when the
+/// file system cannot make such a file, so the question stays open.
+pub fn takes_acls(dir: impl AsFd) -> Option<bool> {
+    let flags = OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC;
+    let probe = openat(dir, ".", flags, mode(0o600)).ok()?;
+    match grant_read(&probe, &[Uid::from_raw(NOBODY)]) {
+        Ok(()) => Some(true),
+        Err(Errno::EOPNOTSUPP) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// The overflow uid: an ACL entry for it grants nobody real anything.
+const NOBODY: u32 = 65534;
+
 /// Remove the file `name` (never a directory) from an opened directory;
 /// a symlink there is removed itself. A missing entry is Ok.
 pub fn remove_file_at<P: ?Sized + nix::NixPath>(dir: impl AsFd, name: &P) -> nix::Result<()> {
@@ -493,4 +510,17 @@ fn empty_dir(fd: OwnedFd, depth: usize) -> std::result::Result<(), Removal> {
         remove_entry_at(fd.as_fd(), name, depth + 1)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_takes_acls_and_the_probe_leaves_nothing() {
+        let dir = tempfile::tempdir_in("/dev/shm").expect("a directory on tmpfs");
+        let fd = open_dir(dir.path()).expect("open");
+        assert_eq!(takes_acls(&fd), Some(true));
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
 }

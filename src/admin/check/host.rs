@@ -80,7 +80,14 @@ pub fn kubeconfig_file(path: &Path) -> Result<String> {
 }
 
 pub fn runtime_dir(dir: &Path) -> Result<String> {
-    if runtime_dir::check_runtime_dir(dir)? {
+    if let Some(fd) = runtime_dir::open_if_present(dir)? {
+        if fs::takes_acls(&fd) == Some(false) {
+            return Err(Failure::config(format!(
+                "{} is on a file system without POSIX ACLs: users could not read their run's \
+                 credentials, and every run would fail with exit 78",
+                dir.display()
+            )));
+        }
         let mode = std::fs::symlink_metadata(dir)
             .map(|m| m.mode() & 0o7777)
             .unwrap_or_default();

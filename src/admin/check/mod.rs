@@ -1,6 +1,7 @@
 //! `kubesu check`: is this host set up right, and does kubesu's own identity
 //! hold every permission it needs? One row per check, each failure with its
-//! fix; nothing is created or changed.
+//! fix; nothing is created or changed (probes vanish: an unnamed file for
+//! ACL support, a cgroup made and removed at once).
 //!
 //! Exit status: 0 when every check passes; 78 (`Code::Config`) when any
 //! check of the configuration, the files or the permissions fails; otherwise
@@ -16,6 +17,7 @@ use std::path::Path;
 
 use crate::failure::{Failure, Result};
 use crate::policy::config;
+use crate::run::driver_logs;
 use crate::sys::Invoker;
 use report::{Report, Row, exit_status, table};
 
@@ -82,10 +84,23 @@ pub fn checks(path: &Path, invoker: &Invoker) -> Vec<Row> {
         "runtime directory",
         host::runtime_dir(dir),
         format!(
-            "chown root:root {d} && chmod 0711 {d}, or remove it (the first run creates it), or set [runtime] dir",
+            "chown root:root {d} && chmod 0711 {d}, or remove it (the first run creates it), on a file system \
+             with POSIX ACLs (tmpfs has them), or set [runtime] dir",
             d = dir.display()
         ),
     );
+    if let Some(logs) = &config.spark.driver_logs {
+        report.record(
+            "driver log directory",
+            driver_logs::check_dir(logs),
+            format!(
+                "make every directory above {d} root-owned, searchable by all and not writable \
+                 by others, and {d} itself root-owned 0711 on a file system with POSIX ACLs, \
+                 or set another [spark] driver_logs",
+                d = logs.display()
+            ),
+        );
+    }
     report.record(
         "process tracking",
         host::process_tracking(),

@@ -300,7 +300,7 @@ pub fn command_line(program: OsString, user_args: &[OsString], forced: &Forced) 
 }
 
 /// The configuration kubesu forces.
-fn forced_confs(forced: &Forced) -> [(String, &OsStr); 6] {
+fn forced_confs(forced: &Forced) -> [(String, &OsStr); 7] {
     let (label_key, run_id) = &forced.run_label;
     [
         (
@@ -318,6 +318,13 @@ fn forced_confs(forced: &Forced) -> [(String, &OsStr); 6] {
         ),
         (
             format!("spark.kubernetes.executor.label.{label_key}"),
+            run_id.as_ref(),
+        ),
+        // The cluster-mode driver's Service: on 1.30+ kubesu's admission
+        // policy refuses a run's Service without the run's label (Spark
+        // 3.4 and later honour the key).
+        (
+            format!("spark.kubernetes.driver.service.label.{label_key}"),
             run_id.as_ref(),
         ),
         (
@@ -473,12 +480,14 @@ fn builtin_reason(key: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether `key` sets a driver or executor pod label in kubesu's domain.
-/// Kubernetes requires label prefixes in lower case, so case does not matter.
+/// Whether `key` sets a label of the driver's or executors' pods, or of the
+/// driver's Service, in kubesu's domain. Kubernetes requires label prefixes
+/// in lower case, so case does not matter.
 fn sets_run_label(key: &str) -> bool {
     [
         "spark.kubernetes.driver.label.",
         "spark.kubernetes.executor.label.",
+        "spark.kubernetes.driver.service.label.",
     ]
     .iter()
     .filter_map(|prefix| key.strip_prefix(prefix))

@@ -96,6 +96,7 @@ const FORBIDDEN_KEYS: &[&str] = &[
     "spark.kubernetes.executor.label.kubesu.io/run",
     "spark.kubernetes.driver.label.kubesu.io/other",
     "spark.kubernetes.executor.label.KUBESU.IO/run",
+    "spark.kubernetes.driver.service.label.kubesu.io/run",
 ];
 
 /// The ways spark-submit accepts to set `key=value`, each also after an
@@ -579,6 +580,8 @@ fn forced_args_are_exactly_the_forced_settings() {
         "spark.kubernetes.driver.label.kubesu.io/run=abc123",
         "--conf",
         "spark.kubernetes.executor.label.kubesu.io/run=abc123",
+        "--conf",
+        "spark.kubernetes.driver.service.label.kubesu.io/run=abc123",
         "--conf",
         "spark.kubernetes.driver.pod.excludedFeatureSteps=\
          org.apache.spark.deploy.k8s.features.NetworkPolicyFeatureStep",
