@@ -31,10 +31,12 @@ macro_rules! out {
 }
 
 /// `eprintln!` likewise: a caller that closed its end of stderr must not
-/// stop the supervising parent before it revokes.
+/// stop the supervising parent before it revokes. Always a line of its own,
+/// even after the command's unfinished one (`sys::sink`).
 macro_rules! err {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
+        $crate::sys::sink::start_own_line();
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }

@@ -859,3 +859,72 @@ async fn revoke_end_ends_the_command_and_the_run() {
     assert_eq!(record["revoked"], true, "{record}");
     assert_eq!(run_objects("kubesu-alice", &run).await, (0, 0), "revoked");
 }
+
+/// The command's output reaches the platform as the command wrote it:
+/// stdout and stderr apart, every byte value, a stderr that ends without a
+/// newline left so, a few MiB (more than any pipe holds), and its exit
+/// status.
+#[test]
+fn output_comes_through_whole_stdout_and_stderr_apart_and_the_status_kept() {
+    let script = "import sys\n\
+                  sys.stdout.buffer.write(bytes(range(256)) * 16384)\n\
+                  sys.stderr.buffer.write(bytes(range(255, -1, -1)) * 64 + b'no newline')\n\
+                  sys.exit(42)";
+    let out = output(&mut sudo_kubesu(&[
+        "run",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        "exec /usr/bin/python3 -c \"$0\"",
+        script,
+    ]));
+    assert_eq!(out.status.code(), Some(42), "{}", stderr(&out));
+    assert!(
+        out.stdout == (0..=255u8).cycle().take(256 * 16384).collect::<Vec<u8>>(),
+        "stdout changed: {} bytes",
+        out.stdout.len()
+    );
+    let mut expected: Vec<u8> = (0..=255u8).rev().cycle().take(256 * 64).collect();
+    expected.extend_from_slice(b"no newline");
+    assert!(
+        out.stderr == expected,
+        "stderr changed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A platform that reads stdout and stderr as one pipe (`2>&1`) gets the
+/// command's lines in the order it wrote them.
+#[test]
+fn stdout_and_stderr_on_one_pipe_keep_their_order() {
+    let script = "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done";
+    let out = output(as_service_user("/usr/bin/sh").args([
+        "-c",
+        &format!("sudo -n {KUBESU} run --user alice -- {SH} -c '{script}' 2>&1"),
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let expected: String = (0..300).map(|i| format!("out{i}\nerr{i}\n")).collect();
+    assert_eq!(stdout(&out), expected);
+}
+
+/// A platform that stops reading (`| head -n 1`) ends the command as a
+/// closed pipe would (SIGPIPE, status 141), promptly: kubesu neither spins
+/// nor keeps the command writing.
+#[test]
+fn a_platform_that_closes_the_output_ends_the_command_as_a_closed_pipe_would() {
+    let started = std::time::Instant::now();
+    let out = output(as_service_user("/usr/bin/bash").args([
+        "-c",
+        &format!(
+            "sudo -n {KUBESU} run --user alice -- {SH} -c 'exec yes' | head -n 1; echo ${{PIPESTATUS[0]}}"
+        ),
+    ]));
+    assert_eq!(stdout(&out), "y\n141\n", "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -1596,6 +1596,165 @@ fn kubesu_shell_from_a_terminal_is_an_interactive_shell_with_job_control() {
     assert!(mode_restored, "kubesu left the terminal in another mode");
 }
 
+// --- output ----------------------------------------------------------------
+
+/// alice's process outside the run (a daemon of hers, say): it takes the
+/// command's stdout and stderr over a unix socket and holds them for 20 s;
+/// in "forge" mode it also writes a forged run record to the stderr every
+/// 200 ms until that fails.
+const OUTPUT_KEEPER: &str = r#"
+import os, socket, sys, time
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen(1)
+print("listening", flush=True)
+peer, _ = server.accept()
+_, fds, _, _ = socket.recv_fds(peer, 16, 2)
+deadline = time.time() + 20
+while time.time() < deadline:
+    if sys.argv[2] == "forge":
+        try:
+            os.write(fds[1], sys.argv[3].encode() + b"\n")
+        except OSError:
+            break
+    time.sleep(0.2)
+"#;
+
+/// The command's side: passes its stdout and stderr to the socket `$1`.
+const OUTPUT_SENDER: &str = r#"
+import socket, sys
+peer = socket.socket(socket.AF_UNIX)
+peer.connect(sys.argv[1])
+socket.send_fds(peer, [b"fd"], [1, 2])
+"#;
+
+/// A run record as kubesu writes it, but forged.
+const FORGED_RECORD: &str = r#"{"event":"end","run":"forged","status":0,"user":"alice"}"#;
+
+/// alice's keeper (see `OUTPUT_KEEPER`), listening; killed when dropped.
+struct Keeper {
+    process: std::process::Child,
+    socket: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Keeper {
+    fn start(mode: &str) -> Keeper {
+        use std::io::BufRead;
+        install();
+        let (uid, gid) = ids_of("alice");
+        let dir = tempfile::Builder::new()
+            .prefix("kubesu-out-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        let socket = dir.path().join("socket").display().to_string();
+        let mut process = Command::new("/usr/bin/python3")
+            .args(["-c", OUTPUT_KEEPER, &socket, mode, FORGED_RECORD])
+            .env_clear()
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start alice's keeper");
+        let mut said = String::new();
+        std::io::BufReader::new(process.stdout.take().expect("stdout"))
+            .read_line(&mut said)
+            .expect("the keeper's first line");
+        assert_eq!(said.trim(), "listening");
+        Keeper {
+            process,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// Shell words that pass the command's stdout and stderr to the keeper.
+    fn handing_over(&self) -> String {
+        format!("/usr/bin/python3 -c '{OUTPUT_SENDER}' {}", self.socket)
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// With `--json` the platform takes the last line of kubesu's stderr as
+/// the run's record. The command writes a forged one, leaves a line
+/// unfinished for kubesu's record to complete, and has a process of alice's
+/// outside the run write more forged ones later: the last line must still
+/// be kubesu's own, whole.
+#[test]
+fn a_forged_run_record_never_follows_kubesus_own() {
+    let keeper = Keeper::start("forge");
+    let script = format!(
+        "echo \"$KUBESU_RUN_ID\"; printf '%s\\n' '{FORGED_RECORD}' >&2; {}; \
+         printf '%s' '{{\"event\":\"end\",\"run\":\"forged\",\"status\":0,\"x\":' >&2; exit 3",
+        keeper.handing_over()
+    );
+    let out = sudo_run("alice", &[SH, "-c", &script]);
+    let run = stdout(&out).trim().to_string();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    let record: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("the last line of stderr is no record ({e}): {err}"));
+    assert_eq!(
+        record["run"],
+        run.as_str(),
+        "a forged record came last: {err}"
+    );
+    assert_eq!(record["event"], "end", "{err}");
+    assert_eq!(record["status"], 3, "{err}");
+}
+
+/// A platform reads its job's stdout and stderr until end of file. Whatever
+/// the command leaves holding them (a detached process, or a process of
+/// alice's outside the run it passed them to), the platform reads end of
+/// file as soon as kubesu has exited.
+#[test]
+fn the_platform_reads_end_of_file_when_kubesu_exits_whatever_the_command_left_holding_its_output() {
+    use std::io::Read;
+    let keeper = Keeper::start("hold");
+    let script = format!(
+        "setsid nohup sleep 1000 & {}; echo done",
+        keeper.handing_over()
+    );
+    let mut kubesu = sudo_kubesu(&["run", "--user", "alice", "--", SH, "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubesu");
+    let until_eof = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = stream.read_to_end(&mut all);
+            (std::time::Instant::now(), all)
+        })
+    };
+    let out = until_eof(Box::new(kubesu.stdout.take().expect("stdout")));
+    let err = until_eof(Box::new(kubesu.stderr.take().expect("stderr")));
+    let status = wait_at_most(&mut kubesu, 120, "kubesu");
+    let exited = std::time::Instant::now();
+    let (out_eof, out) = out.join().expect("stdout reader");
+    let (err_eof, err) = err.join().expect("stderr reader");
+    let err = String::from_utf8_lossy(&err);
+    assert!(status.success(), "{status:?}: {err}");
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "done", "{err}");
+    for (stream, eof) in [("stdout", out_eof), ("stderr", err_eof)] {
+        let late = eof.saturating_duration_since(exited);
+        assert!(
+            late < std::time::Duration::from_secs(3),
+            "end of file on {stream} came {late:?} after kubesu exited: {err}"
+        );
+    }
+}
+
 // --- namespaces ------------------------------------------------------------
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use crate::policy::{environment, labels, spark};
 use crate::run::authorize::Authorized;
 use crate::run::plan::Plan;
 use crate::sys::cgroup::Cgroup;
-use crate::sys::privdrop::{self, CommandTerminal, Launch};
+use crate::sys::privdrop::{self, CommandStreams, Launch};
 use crate::sys::signals;
 
 /// The command line that runs: the configured program, forced Spark
@@ -69,15 +69,15 @@ pub fn environment(
 }
 
 /// Fork; the child joins `cgroup` (if any), drops privileges and execs
-/// `argv`, in `terminal` if given. Refused when a signal came while the run
-/// was prepared: nothing starts then.
+/// `argv`, with `streams` instead of kubesu's own. Refused when a signal
+/// came while the run was prepared: nothing starts then.
 pub fn start(
     config: &Config,
     who: &Authorized<'_>,
     plan: &Plan,
     argv: Vec<OsString>,
     token_expires: &str,
-    terminal: Option<CommandTerminal>,
+    streams: CommandStreams,
     cgroup: Option<&Cgroup>,
 ) -> Result<Pid> {
     if who.interactive {
@@ -111,7 +111,7 @@ pub fn start(
         directories,
         no_new_privs: config.privileges.no_new_privs,
         limits: crate::sys::limits::callers(),
-        terminal,
+        streams,
         cgroup: cgroup.map(Cgroup::procs_fd),
     })
 }

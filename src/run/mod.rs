@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod driver_logs;
 pub mod handover;
 pub mod launch;
+pub mod output;
 pub mod plan;
 pub mod prepare;
 pub mod record;
@@ -17,6 +18,7 @@ pub mod renew;
 pub mod revoke;
 pub mod runtime_dir;
 pub mod supervise;
+pub mod watch;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -36,9 +38,9 @@ use handover::Credentials;
 use plan::Plan;
 use prepare::Prepared;
 use record::{Clock, End, Event, Record, Revocation};
-use relay::Relay;
 use renew::{Renewal, RenewalParts};
-use supervise::{Chore, Ending, Sleep};
+use supervise::{Chore, Ending};
+use watch::Relays;
 
 /// The run, end to end. Returns the command's exit status.
 pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) -> Result<i32> {
@@ -110,23 +112,23 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     };
     clock.done("prepare");
 
-    // From a terminal, the command gets a pty of kubesu's, never the
-    // terminal itself: see run/relay.rs.
-    let relay = Relay::open(&who.user.name, who.user.uid);
+    // The command never gets kubesu's own streams: a pty of kubesu's for a
+    // terminal, pipes for the rest of its output (run/watch.rs).
+    let relays = Relays::open(&who.user.name, who.user.uid);
     let cgroup = run_cgroup(&who, &plan);
-    let started = relay.and_then(|mut relay| {
+    let started = relays.and_then(|mut relays| {
         hand_over(&cluster, &config, &who, &prepared)?;
-        let terminal = relay.as_mut().and_then(Relay::command_terminal);
+        let streams = relays.for_command();
         let child = launch::start(
             &config,
             &who,
             &plan,
             argv,
             &prepared.token.expires,
-            terminal,
+            streams,
             cgroup.as_ref(),
         )?;
-        Ok((child, relay))
+        Ok((child, relays))
     });
     let mut renewal = Renewal::new(
         RenewalParts {
@@ -140,17 +142,15 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         },
         &prepared.token.expires,
     );
-    let outcome = started.map(|(child, mut relay)| {
+    let outcome = started.map(|(child, mut relays)| {
         clock.done("handover+exec");
         let chore = renewal.as_mut().map(|r| r as &mut dyn Chore);
         let deadline = config.cluster.max_run_time.map(|t| started_at + t);
-        let mut signals_only = supervise::Signals;
-        let sleep: &mut dyn Sleep = match relay.as_mut() {
-            Some(relay) => relay,
-            None => &mut signals_only,
-        };
         let tree = Tree::new(child, cgroup);
-        let outcome = supervise::supervise(&tree, chore, deadline, sleep);
+        let outcome = supervise::supervise(&tree, chore, deadline, &mut relays.sleep());
+        // The tree is gone: pass its last output on, put the terminal
+        // back, hang up the pty, close the pipes.
+        relays.finish();
         if outcome.processes_left {
             err!(
                 "kubesu: warning: processes of run {} of user {} were still alive after SIGKILL \
@@ -162,11 +162,6 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
         }
         if let Err(e) = tree.release() {
             err!("kubesu: warning: {e}");
-        }
-        // The tree is gone: show its last output, put the terminal back,
-        // hang up the pty.
-        if let Some(relay) = relay {
-            relay.finish();
         }
         if let Some(ending) = outcome.ended_by {
             let why = match ending {

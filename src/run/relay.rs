@@ -1,7 +1,7 @@
 //! The terminal relay: when kubesu runs in a terminal, the command gets a
 //! pty of kubesu's instead (see `sys::terminal` for why), and the parent
 //! copies keystrokes to the pty's master and what the command shows back
-//! to the terminal, while it supervises. At the end it shows what is left
+//! to the terminal, while it supervises (`run::watch`). At the end it shows what is left
 //! and closes the master: every copy of the slave, wherever the user's
 //! processes passed it, is hung up, and root's terminal never was theirs.
 
@@ -9,14 +9,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::Signal;
 use nix::unistd::Uid;
 
 use crate::failure::{Code, Context, Result};
-use crate::run::supervise::Sleep;
+use crate::run::watch::Watched;
 use crate::sys::privdrop::CommandTerminal;
-use crate::sys::signals::{self, Ignored, SignalDescriptor};
+use crate::sys::signals::{self, Ignored};
 use crate::sys::terminal::{self, Pty, RawMode, Terminal};
 
 /// Bytes moved per read: a terminal's burst, not a file's.
@@ -31,7 +31,6 @@ pub struct Relay {
     master: OwnedFd,
     /// Given to the command by `command_terminal`.
     slave: Option<OwnedFd>,
-    signals: SignalDescriptor,
     /// Raw mode and ignored signals, from the first wait until the end.
     relaying: Option<(Option<RawMode>, Ignored)>,
     /// Typed, not yet taken by the pty.
@@ -57,13 +56,11 @@ impl Relay {
         };
         let Pty { master, slave } =
             Pty::open(terminal.control(), uid).or_fail(Code::Software, what)?;
-        let signals = SignalDescriptor::open(&[Signal::SIGWINCH]).or_fail(Code::Software, what)?;
         Ok(Some(Relay {
             input_open: terminal.input.is_some(),
             terminal,
             master,
             slave: Some(slave),
-            signals,
             relaying: None,
             typed: Vec::new(),
             output_open: true,
@@ -138,6 +135,15 @@ impl Relay {
         }
     }
 
+    /// The terminal's input, while it is open and the pty has taken all
+    /// typed before.
+    fn watched_input(&self) -> Option<&OwnedFd> {
+        self.terminal
+            .input
+            .as_ref()
+            .filter(|_| self.input_open && self.typed.is_empty())
+    }
+
     fn pass_typed(&mut self) {
         match nix::unistd::write(&self.master, &self.typed) {
             Ok(n) => {
@@ -149,69 +155,53 @@ impl Relay {
     }
 }
 
-impl Sleep for Relay {
-    fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal> {
+impl Watched for Relay {
+    fn prepare(&mut self) {
         self.start_relaying();
-        let until = timeout.map(|t| Instant::now() + t);
-        loop {
-            match self.signals.take() {
-                Some(Signal::SIGWINCH) => {
-                    let _ =
-                        terminal::copy_window_size(self.terminal.control(), self.master.as_fd());
-                    continue;
-                }
-                Some(signal) => return Some(signal),
-                None => {}
-            }
-            let left = until.map(|u| u.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) {
-                return None;
-            }
-            let wait = left.map_or(PollTimeout::NONE, |l| {
-                PollTimeout::try_from(l).unwrap_or(PollTimeout::MAX)
-            });
-            // Only descriptors with something to wait for: a hung-up one
-            // reports POLLHUP whatever is asked, and would spin the loop.
-            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
-            let master_at = self.master_open.then(|| {
-                let mut events = PollFlags::POLLIN;
-                events.set(PollFlags::POLLOUT, !self.typed.is_empty());
-                fds.push(PollFd::new(self.master.as_fd(), events));
-                fds.len() - 1
-            });
-            let input_at = match &self.terminal.input {
-                Some(input) if self.input_open && self.typed.is_empty() => {
-                    fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
-                    Some(fds.len() - 1)
-                }
-                _ => None,
-            };
-            match poll(&mut fds, wait) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                // Cannot happen with valid descriptors; wait as supervise
-                // would rather than spin.
-                Err(_) => return signals::wait(left),
-            }
-            let events = |at: Option<usize>| {
-                at.and_then(|i| fds[i].revents())
-                    .unwrap_or(PollFlags::empty())
-            };
-            let (master, input) = (events(master_at), events(input_at));
-            drop(fds);
-            let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
-            if master.intersects(ready) {
-                self.show_output();
-            }
-            if master.contains(PollFlags::POLLOUT) {
-                self.pass_typed();
-            }
-            if input.intersects(ready) {
-                self.read_typed();
-            }
-            if !self.master_open {
-                self.typed.clear();
-            }
+    }
+
+    fn take(&mut self, signal: Signal) -> bool {
+        if signal != Signal::SIGWINCH {
+            return false;
+        }
+        let _ = terminal::copy_window_size(self.terminal.control(), self.master.as_fd());
+        true
+    }
+
+    fn watch<'a>(&'a self, fds: &mut Vec<PollFd<'a>>) {
+        if self.master_open {
+            let mut events = PollFlags::POLLIN;
+            events.set(PollFlags::POLLOUT, !self.typed.is_empty());
+            fds.push(PollFd::new(self.master.as_fd(), events));
+        }
+        if let Some(input) = self.watched_input() {
+            fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
+        }
+    }
+
+    fn ready(&mut self, events: &[PollFlags]) {
+        // In `watch`'s order; nothing changed the state since.
+        let mut events = events.iter().copied();
+        let master = match self.master_open {
+            true => events.next().unwrap_or(PollFlags::empty()),
+            false => PollFlags::empty(),
+        };
+        let input = match self.watched_input() {
+            Some(_) => events.next().unwrap_or(PollFlags::empty()),
+            None => PollFlags::empty(),
+        };
+        let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+        if master.intersects(ready) {
+            self.show_output();
+        }
+        if master.contains(PollFlags::POLLOUT) {
+            self.pass_typed();
+        }
+        if input.intersects(ready) {
+            self.read_typed();
+        }
+        if !self.master_open {
+            self.typed.clear();
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The supervising parent: root, small and idle. It sleeps in sigtimedwait
-//! (or, from a terminal, in the relay's poll: `run::relay`), forwards
+//! The supervising parent: root, small and idle. It sleeps in one poll on
+//! its signals and the streams it relays (`run::watch`), forwards
 //! signals to the command's process group, and when the command ends, ends
 //! what is left of its tree (TERM, a grace period, KILL) and reaps it all.
 //! The tree is held by its cgroup and the unreaped command (`sys::tree`),
@@ -57,15 +57,6 @@ pub trait Chore {
 pub trait Sleep {
     /// A watched signal, or `None` once `timeout` passed (never, if `None`).
     fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal>;
-}
-
-/// Sleeping in the kernel, for signals only: without a terminal.
-pub struct Signals;
-
-impl Sleep for Signals {
-    fn until_signal(&mut self, timeout: Option<Duration>) -> Option<Signal> {
-        signals::wait(timeout)
-    }
 }
 
 /// Time the rest of the tree gets between TERM and KILL.

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod privdrop;
 pub mod process;
 pub mod signals;
+pub mod sink;
 pub mod terminal;
 pub mod tree;
 

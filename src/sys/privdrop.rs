@@ -41,12 +41,23 @@ pub struct Launch {
     pub no_new_privs: bool,
     /// The caller's resource limits, given back to the command.
     pub limits: super::limits::CallerLimits,
-    /// When kubesu runs in a terminal: the pty slave the command gets
-    /// instead (see `sys::terminal`).
-    pub terminal: Option<CommandTerminal>,
+    /// What the command gets instead of kubesu's standard streams.
+    pub streams: CommandStreams,
     /// `cgroup.procs` of the run's cgroup, which the child joins first
     /// (see `sys::cgroup`).
     pub cgroup: Option<RawFd>,
+}
+
+/// What the command gets instead of kubesu's stdin, stdout and stderr:
+/// when kubesu runs in a terminal, the slave of a pty of kubesu's (see
+/// `sys::terminal`); for the other streams, descriptors of kubesu's (see
+/// `run::output`). `None` passes kubesu's own on.
+#[derive(Debug, Default)]
+pub struct CommandStreams {
+    pub terminal: Option<CommandTerminal>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
 }
 
 /// The slave of kubesu's pty: the command's controlling terminal, and its
@@ -79,26 +90,36 @@ pub fn spawn(launch: &Launch) -> Result<Pid> {
         .args(&launch.args)
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)));
-    if let Some(terminal) = &launch.terminal {
+    let copy = |fd: &OwnedFd| {
+        fd.try_clone().map_err(|e| {
+            Failure::software(format!(
+                "cannot pass a terminal or pipe to {} as user {}: {e}",
+                launch.program.display(),
+                launch.user
+            ))
+        })
+    };
+    let streams = &launch.streams;
+    if let Some(terminal) = &streams.terminal {
         steps.terminal = Some(terminal.slave.as_raw_fd());
-        let copy = || {
-            terminal.slave.try_clone().map_err(|e| {
-                Failure::software(format!(
-                    "cannot pass a terminal to {} as user {}: {e}",
-                    launch.program.display(),
-                    launch.user
-                ))
-            })
-        };
         if terminal.streams.stdin {
-            command.stdin(copy()?);
+            command.stdin(copy(&terminal.slave)?);
         }
         if terminal.streams.stdout {
-            command.stdout(copy()?);
+            command.stdout(copy(&terminal.slave)?);
         }
         if terminal.streams.stderr {
-            command.stderr(copy()?);
+            command.stderr(copy(&terminal.slave)?);
         }
+    }
+    if let Some(stdin) = &streams.stdin {
+        command.stdin(copy(stdin)?);
+    }
+    if let Some(stdout) = &streams.stdout {
+        command.stdout(copy(stdout)?);
+    }
+    if let Some(stderr) = &streams.stderr {
+        command.stderr(copy(stderr)?);
     }
     // SAFETY: the closure makes only async-signal-safe system calls on data
     // prepared before the fork, and allocates nothing.
