@@ -2117,8 +2117,11 @@ fn root_never_signals_a_process_group_id_it_no_longer_holds() {
     let script = format!(
         r#"echo $$
         sh -c 'trap "" TERM
+               echo > {d}/ready
                while [ ! -e {d}/go ]; do sleep 0.05; done
                exec setsid sh -c "echo > {d}/left; sleep 20"' &
+        # Not before the straggler ignores TERM: kubesu sends it at once.
+        while [ ! -e {d}/ready ]; do sleep 0.05; done
         exit 0"#
     );
     let mut command = sudo_kubesu(&["run", "--json", "--user", "alice", "--", SH, "-c", &script]);
