@@ -383,4 +383,15 @@ fn a_policy_the_api_server_refuses_stops_the_run_before_the_command() {
                 .collect::<Vec<_>>()
         );
     });
+    // The refused run left ivan's namespace without its LimitRange; the
+    // next run under the installed config puts it back (and `kubesu check`
+    // in later tests finds every namespace of kubesu's as configured).
+    let repaired = output(&mut root_kubesu(&[
+        "run",
+        "--user",
+        "ivan",
+        "--",
+        "/usr/bin/true",
+    ]));
+    assert_eq!(repaired.status.code(), Some(0), "{}", stderr(&repaired));
 }
