@@ -97,7 +97,6 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
                 service_account: lease.service_account.clone(),
             },
             per_run_namespace: per_run,
-            spark_leftovers: true,
         };
         match session
             .runtime

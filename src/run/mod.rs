@@ -332,7 +332,7 @@ fn driver_log_keeping<'a>(
     who: &Authorized<'_>,
     grant: &'a revoke::Grant,
 ) -> Option<driver_logs::Keeping<'a>> {
-    if !grant.spark_leftovers {
+    if !who.rule.spark_submit {
         return None;
     }
     let mut readers = vec![who.user.uid];

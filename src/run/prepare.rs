@@ -102,7 +102,6 @@ pub async fn prepare(
     let mut grant = Grant {
         identity: id.clone(),
         per_run_namespace: plan.policy == Policy::PerRun && namespace_created.get(),
-        spark_leftovers: who.rule.spark_submit,
     };
     match prepared {
         Ok(token) => Ok(Prepared { grant, token }),

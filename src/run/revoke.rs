@@ -17,10 +17,6 @@ pub struct Grant {
     pub identity: RunIdentity,
     /// Set when the run created a per-run namespace: deleted too.
     pub per_run_namespace: bool,
-    /// Set for spark-submit runs: their drivers' status is read, and their
-    /// logs may be kept. (What any run made with its token is deleted
-    /// whatever this says.)
-    pub spark_leftovers: bool,
 }
 
 /// Revoke `grant`, retrying transient failures until `deadline` has passed.

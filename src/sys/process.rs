@@ -83,21 +83,30 @@ pub fn reap_all_but(kept: Pid) {
     }
 }
 
-/// How `child` ended, once it has, without reaping it: while it stays a
-/// zombie of kubesu's, its pid (and the id of the group it led) is nobody
-/// else's.
-pub fn exited(child: Pid) -> Option<i32> {
+/// Reap the children that ended, one wait each (no scan of /proc: this
+/// runs at every SIGCHLD of a long run), until `leader` is among them. Its
+/// status is returned and it stays unreaped: while it is a zombie of
+/// kubesu's, its pid (and the id of the group it led) is nobody else's.
+/// Children that ended after it are left to `reap_all_but`.
+pub fn reap_until(leader: Pid) -> Option<i32> {
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     loop {
-        match waitid(Id::Pid(child), flags) {
-            Ok(status) => return exit_status(status),
+        match waitid(Id::All, flags) {
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(status) => match status.pid() {
+                Some(pid) if pid == leader => return exit_status(status),
+                Some(pid) => {
+                    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                }
+                None => return None,
+            },
             Err(Errno::EINTR) => continue,
-            Err(_) => return None,
+            Err(_) => return None, // ECHILD: no child at all
         }
     }
 }
 
-/// Reap `child` (after `exited`).
+/// Reap `child` (after `reap_until`).
 pub fn reap(child: Pid) {
     let _ = waitpid(child, Some(WaitPidFlag::WNOHANG));
 }

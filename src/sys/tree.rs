@@ -41,10 +41,9 @@ impl Tree {
     }
 
     /// The command's status once it has exited. It stays unreaped until
-    /// `release`; every other child that ended is reaped now.
+    /// `release`; the children that ended before it are reaped now.
     pub fn command_exited(&self) -> Option<i32> {
-        process::reap_all_but(self.leader);
-        process::exited(self.leader)
+        process::reap_until(self.leader)
     }
 
     /// A signal for the command's process group, as a terminal would send
