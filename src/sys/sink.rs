@@ -199,9 +199,15 @@ pub fn unread(pipe: BorrowedFd<'_>) -> usize {
 mod tests {
     use super::*;
 
+    /// Close-on-exec, as kubesu's own pipes are: a test in another thread
+    /// that spawns a process must not inherit an end and keep it open.
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+    }
+
     #[test]
     fn a_full_pipe_is_reported_full_not_waited_on_and_a_closed_one_closed() {
-        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let (reader, writer) = pipe();
         let sink = Sink::of(writer.as_fd(), false).unwrap();
         // The caller's description stays blocking.
         let flags = nix::fcntl::fcntl(&writer, nix::fcntl::FcntlArg::F_GETFL).unwrap();
@@ -222,8 +228,8 @@ mod tests {
 
     #[test]
     fn a_splice_moves_pipe_to_pipe_and_says_when_to_wait_and_when_it_ended() {
-        let (from, into) = nix::unistd::pipe().unwrap();
-        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let (from, into) = pipe();
+        let (reader, writer) = pipe();
         let sink = Sink::of(writer.as_fd(), false).unwrap();
         assert!(sink.splices());
         assert!(!Sink::of(writer.as_fd(), true).unwrap().splices());
@@ -243,7 +249,7 @@ mod tests {
             nix::sys::socket::AddressFamily::Unix,
             nix::sys::socket::SockType::Stream,
             None,
-            nix::sys::socket::SockFlag::empty(),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         )
         .unwrap();
         let sink = Sink::of(a.as_fd(), false).unwrap();
@@ -254,8 +260,8 @@ mod tests {
 
     #[test]
     fn one_pipe_is_the_same_file_and_two_are_not() {
-        let (r1, w1) = nix::unistd::pipe().unwrap();
-        let (_r2, w2) = nix::unistd::pipe().unwrap();
+        let (r1, w1) = pipe();
+        let (_r2, w2) = pipe();
         assert!(same_file(w1.as_fd(), r1.as_fd()));
         assert!(!same_file(w1.as_fd(), w2.as_fd()));
     }
