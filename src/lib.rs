@@ -30,14 +30,13 @@ macro_rules! out {
     }};
 }
 
-/// `eprintln!` likewise: a caller that closed its end of stderr must not
-/// stop the supervising parent before it revokes. Always a line of its own,
-/// even after the command's unfinished one (`sys::sink`).
+/// `eprintln!` likewise: a caller that closed its end of stderr, or stopped
+/// reading it, must not stop the supervising parent before it revokes (a
+/// line waits 5 s at most). Always a line of its own, even after the
+/// command's unfinished one (`sys::sink::own_line`).
 macro_rules! err {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        $crate::sys::sink::start_own_line();
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        $crate::sys::sink::own_line(&format!($($arg)*));
     }};
 }
 

@@ -794,6 +794,40 @@ async fn a_run_over_its_maximum_time_is_ended_and_revoked() {
     assert_eq!(run_objects("kubesu-alice", run).await, (0, 0), "revoked");
 }
 
+/// A platform that stops reading kubesu's stderr holds the command's
+/// output, never revocation: kubesu's own lines wait a bounded time for it
+/// (here the one saying the maximum run time was reached), then the run is
+/// revoked and recorded, and kubesu exits.
+#[tokio::test]
+async fn a_platform_that_stops_reading_stderr_does_not_hold_revocation() {
+    let config = config_variant(
+        "stalled-stderr",
+        &[("max_run_time = \"1d\"", "max_run_time = \"3s\"")],
+    );
+    let (mut child, run) = start_and_read_first_line(&mut root_kubesu(&[
+        "run",
+        "--config",
+        &config,
+        "--json",
+        "--user",
+        "alice",
+        "--",
+        SH,
+        "-c",
+        // More than the platform's pipe and kubesu's relay hold.
+        "echo \"$KUBESU_RUN_ID\"; head -c 4194304 /dev/zero >&2; sleep 300",
+    ]));
+    // The read end stays open, never read.
+    let _stalled = child.stderr.take().expect("stderr");
+    let status = wait_at_most(&mut child, 90, "kubesu with a stalled stderr");
+    assert_eq!(status.code(), Some(124));
+    assert_eq!(run_objects("kubesu-alice", &run).await, (0, 0), "revoked");
+    let records = audit_records(&run);
+    let end = records.last().expect("an audit record of the run");
+    assert_eq!(end["ended_by"], "max_run_time", "{end}");
+    assert_eq!(end["revoked"], true, "{end}");
+}
+
 /// The record names each token minted for the run by its `jti` (where the
 /// cluster puts one: 1.29 and later), which the cluster's audit log records
 /// with every call the token made: kubesu's record and the cluster's join.

@@ -1430,25 +1430,6 @@ impl RootTerminal {
     }
 }
 
-/// The child's status, or a failed test (and the child killed) after `secs`.
-fn wait_at_most(
-    child: &mut std::process::Child,
-    secs: u64,
-    what: &str,
-) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not end within {secs}s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// alice's process outside the run: it takes the descriptor its peer sends
 /// over a unix socket, and when told on stdin, reads from it what it can.
 const FD_COLLECTOR: &str = r#"

@@ -6,12 +6,16 @@
 //! revoking; the command is held back instead, as when it wrote to the
 //! platform's pipe itself.
 
+use std::io::{IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{MsgFlags, send};
 use nix::sys::stat::{SFlag, fstat};
 
@@ -19,12 +23,48 @@ use nix::sys::stat::{SFlag, fstat};
 /// not a newline: kubesu's own next line then starts with one.
 static STDERR_MID_LINE: AtomicBool = AtomicBool::new(false);
 
-/// Before kubesu writes a line of its own on stderr: end the command's
-/// unfinished last line there, so that kubesu's line (the run record
-/// above all) is a line of its own that the command cannot have begun.
-pub fn start_own_line() {
+/// How long one of kubesu's own lines waits for a stderr that takes
+/// nothing (a platform that stopped reading): then the line is dropped,
+/// and later ones are tried without waiting until one goes through. A
+/// warning is not worth holding revocation for; the audit destinations
+/// have the record anyway.
+const OWN_LINE_WAIT: Duration = Duration::from_secs(5);
+
+/// kubesu's stderr as a sink for its own lines; None for a terminal (or
+/// what cannot be one), written plainly.
+static OWN_STDERR: OnceLock<Option<Sink>> = OnceLock::new();
+
+/// Whether the last own line found stderr full for all of `OWN_LINE_WAIT`.
+static STDERR_STALLED: AtomicBool = AtomicBool::new(false);
+
+/// One line of kubesu's own on its stderr (what `err!` writes): a line of
+/// its own that the command cannot have begun (the run record above all),
+/// after the command's unfinished last line if there is one. Never blocks
+/// for longer than `OWN_LINE_WAIT`.
+pub fn own_line(text: &str) {
+    let mut line = Vec::with_capacity(text.len() + 2);
     if STDERR_MID_LINE.swap(false, Ordering::Relaxed) {
-        let _ = nix::unistd::write(std::io::stderr(), b"\n");
+        line.push(b'\n');
+    }
+    line.extend_from_slice(text.as_bytes());
+    line.push(b'\n');
+    let sink = OWN_STDERR.get_or_init(|| {
+        let stderr = std::io::stderr();
+        if stderr.is_terminal() {
+            return None;
+        }
+        Sink::of(stderr.as_fd(), false).ok()
+    });
+    match sink {
+        Some(sink) => {
+            let unwritten = sink.write_waiting(&line, OWN_LINE_WAIT, &STDERR_STALLED);
+            if unwritten > 0 && unwritten < line.len() {
+                STDERR_MID_LINE.store(true, Ordering::Relaxed);
+            }
+        }
+        None => {
+            let _ = std::io::stderr().write_all(&line);
+        }
     }
 }
 
@@ -127,6 +167,43 @@ impl Sink {
                 Err(_) => Written::Closed,
             };
         }
+    }
+}
+
+impl Sink {
+    /// Write all of `bytes`, waiting for the sink to take them for up to
+    /// `wait` in all, or not at all when `stalled` says the last wait was
+    /// in vain. Returns how many bytes were not written. Polled before each
+    /// write: an `Atomic` sink's write blocks unless the pipe has room.
+    fn write_waiting(&self, mut bytes: &[u8], wait: Duration, stalled: &AtomicBool) -> usize {
+        let deadline = Instant::now() + wait;
+        while !bytes.is_empty() {
+            let left = if stalled.load(Ordering::Relaxed) {
+                Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLOUT)];
+            let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    stalled.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            match self.write(bytes) {
+                Written::Bytes(n) => {
+                    bytes = &bytes[n..];
+                    stalled.store(false, Ordering::Relaxed);
+                }
+                Written::Full => {}
+                Written::Closed => break,
+            }
+        }
+        bytes.len()
     }
 }
 
@@ -241,6 +318,27 @@ mod tests {
         assert_eq!(&buf[..5], b"hello");
         drop(into);
         assert_eq!(sink.splice_from(from.as_fd(), 1 << 20), Spliced::EndOfFile);
+    }
+
+    #[test]
+    fn an_own_line_waits_a_bounded_time_then_no_more_until_stderr_takes_again() {
+        let (reader, writer) = pipe();
+        let sink = Sink::of(writer.as_fd(), false).unwrap();
+        while let Written::Bytes(_) = sink.write(&[b'x'; 4096]) {}
+        let stalled = AtomicBool::new(false);
+        let wait = Duration::from_millis(200);
+        let started = Instant::now();
+        assert_eq!(sink.write_waiting(b"line\n", wait, &stalled), 5);
+        // poll counts whole milliseconds, rounded down.
+        assert!(started.elapsed() >= wait - Duration::from_millis(2));
+        assert!(stalled.load(Ordering::Relaxed));
+        let started = Instant::now();
+        assert_eq!(sink.write_waiting(b"line\n", wait, &stalled), 5);
+        assert!(started.elapsed() < wait, "waited again on a stalled stderr");
+        let mut buf = vec![0u8; 1 << 20];
+        let _ = nix::unistd::read(&reader, &mut buf);
+        stalled.store(false, Ordering::Relaxed);
+        assert_eq!(sink.write_waiting(b"line\n", wait, &stalled), 0);
     }
 
     #[test]

@@ -247,3 +247,35 @@ pub fn start_and_read_first_line(command: &mut Command) -> (std::process::Child,
         .expect("the command's first line");
     (child, line.trim().to_string())
 }
+
+/// The child's status, or a failed test (and the child killed) after `secs`.
+pub fn wait_at_most(
+    child: &mut std::process::Child,
+    secs: u64,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not end within {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// kubesu's own pid: the child of sudo.
+pub fn kubesu_pid(sudo: &std::process::Child) -> i32 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", sudo.id(), sudo.id()))
+            .expect("children");
+    children
+        .split_whitespace()
+        .next()
+        .expect("sudo has a child")
+        .parse()
+        .expect("pid")
+}
