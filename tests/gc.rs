@@ -52,19 +52,6 @@ fn start_sleeping_run() -> (Child, String) {
     (child, run)
 }
 
-/// kubesu's own pid: the child of sudo.
-fn kubesu_pid(sudo: &Child) -> i32 {
-    let children =
-        std::fs::read_to_string(format!("/proc/{}/task/{}/children", sudo.id(), sudo.id()))
-            .expect("children");
-    children
-        .split_whitespace()
-        .next()
-        .expect("sudo has a child")
-        .parse()
-        .expect("pid")
-}
-
 async fn lease_exists(run: &str) -> bool {
     let api: Api<ServiceAccount> = Api::namespaced(admin_client().await, NAMESPACE);
     !api.list(&kube::api::ListParams::default().labels(&format!("kubesu.io/run={run}")))
@@ -198,6 +185,111 @@ async fn a_killed_supervisor_stops_its_command_and_gc_removes_its_lease() {
     );
     // Idempotent: nothing of that run is left for a second pass.
     assert!(!mentions(&gc_actions(&gc(&[])), &run));
+}
+
+/// Where a run's cgroup is: beside (below) its kubesu's own, on the
+/// cgroup v2 mount.
+fn run_cgroup(kubesu: i32, run: &str) -> std::path::PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (fields, tail) = l.split_once(" - ")?;
+            (tail.split_whitespace().next()? == "cgroup2")
+                .then(|| fields.split_whitespace().nth(4))?
+        })
+        .expect("a cgroup v2 mount (the bed's kubelet needs one)");
+    let own = std::fs::read_to_string(format!("/proc/{kubesu}/cgroup")).expect("cgroup");
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("0::");
+    std::path::Path::new(mount)
+        .join(format!("{}/kubesu-{run}", own.trim_matches('/')).trim_start_matches('/'))
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+}
+
+/// A kubesu killed with SIGKILL cannot end its run: the command gets the
+/// parent-death signal, but what it started in the background lives on
+/// in the run's cgroup. gc ends it and removes the cgroup once no kubesu
+/// holds it; a live run's cgroup it leaves alone, even after `kubesu
+/// revoke` (no `--end`) took that run's lease.
+#[tokio::test]
+async fn gc_ends_what_a_killed_supervisor_left_in_its_cgroup_and_leaves_live_runs_alone() {
+    let _serial = serial().await;
+    let (live, live_run) = start_sleeping_run();
+    let live_cgroup = run_cgroup(kubesu_pid(&live), &live_run);
+    let revoked = output(&mut root_kubesu(&["revoke", &live_run]));
+    assert_eq!(revoked.status.code(), Some(0), "{}", stderr(&revoked));
+
+    let (killed, run) = start_and_read_first_line(&mut sudo_kubesu(&[
+        "run",
+        "--user",
+        "bob",
+        "--",
+        SH,
+        "-c",
+        "echo $KUBESU_RUN_ID; sleep 300 & wait",
+    ]));
+    let kubesu = kubesu_pid(&killed);
+    let cgroup = run_cgroup(kubesu, &run);
+    assert!(cgroup.is_dir(), "{} is the run's cgroup", cgroup.display());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(kubesu),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let _ = killed.wait_with_output();
+    // The shell dies with its supervisor; its background sleep does not.
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).expect("cgroup.procs");
+        left = procs
+            .lines()
+            .filter_map(|l| l.parse::<i32>().ok())
+            .collect();
+        if left.len() == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(left.len(), 1, "the background sleep is left: {left:?}");
+    // gc gives a cgroup 10 s before it may take it for abandoned.
+    std::thread::sleep(Duration::from_secs(11));
+    let out = gc(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let actions = gc_actions(&out);
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["what"] == "run-cgroup" && a["run"] == run.as_str() && a["removed"] == true),
+        "gc removes run {run}'s cgroup: {actions:?}"
+    );
+    assert!(!cgroup.exists(), "{} is removed", cgroup.display());
+    assert!(!alive(left[0]), "the process left in the cgroup is ended");
+
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a["run"] == live_run.as_str() && a["what"] == "run-cgroup"),
+        "gc took the live run's cgroup: {actions:?}"
+    );
+    assert!(live_cgroup.is_dir(), "the live run's cgroup stays");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(live.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = live.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "the live run's command ran to its end: {}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]

@@ -1514,21 +1514,127 @@ mod on_a_node {
         assert_revoked(&admin, &record, &seen).await;
     }
 
+    /// A run for alice that prints its run id and sleeps, with a pod
+    /// labelled as its driver (as Spark labels one) that has printed
+    /// `says`, within Pod Security "restricted". Returns the run's sudo,
+    /// its run id and the pod's name.
+    async fn a_run_with_a_printing_driver(says: &str) -> (Child, String, String) {
+        let image = SPARK_3.image();
+        let (child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
+            "run",
+            "--user",
+            "alice",
+            "--",
+            "/usr/bin/sh",
+            "-c",
+            "echo \"$KUBESU_RUN_ID\"; exec sleep 300",
+        ]));
+        let name = format!("spark-{run}-driver");
+        let driver: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {RUN_LABEL: run, "spark-role": "driver"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": false,
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{
+                    "name": "spark-kubernetes-driver",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", format!("echo {says}; exec sleep 300")],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": false,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }],
+            },
+        }))
+        .expect("pod manifest");
+        let pods = Api::<Pod>::namespaced(admin_client().await, "kubesu-alice");
+        pods.create(&kube::api::PostParams::default(), &driver)
+            .await
+            .expect("create the driver pod");
+        for _ in 0..240 {
+            let log = pods.logs(&name, &Default::default()).await;
+            if log.is_ok_and(|l| l.contains(says)) {
+                return (child, run, name);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("the driver pod {name} never printed {says:?}");
+    }
+
+    async fn pod_is_going(name: &str) -> bool {
+        Api::<Pod>::namespaced(admin_client().await, "kubesu-alice")
+            .get_opt(name)
+            .await
+            .expect("get the driver pod")
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    }
+
+    /// `kubesu revoke --end` of a live run keeps its driver's log before
+    /// the driver pod goes, as the run's own revocation does: ending a job
+    /// from outside does not erase what it printed.
+    #[tokio::test]
+    async fn kubesu_revoke_keeps_the_driver_log_before_the_driver_pod_goes() {
+        let (child, run, pod) = a_run_with_a_printing_driver("the driver says goodbye").await;
+        let revoked = output(&mut root_kubesu(&["revoke", "--end", &run]));
+        assert_eq!(revoked.status.code(), Some(0), "{}", stderr(&revoked));
+        let kept = format!("{DRIVER_LOGS}/{run}.log");
+        assert!(
+            stdout(&revoked).contains(&kept),
+            "revoke names the kept log: {}",
+            stdout(&revoked)
+        );
+        assert_driver_log_file(&run, &["the driver says goodbye"]);
+        assert!(pod_is_going(&pod).await, "the driver pod {pod} goes");
+        let out = child.wait_with_output().expect("the run ends");
+        assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    }
+
+    /// A run whose kubesu was killed (SIGKILL: no revocation of its own)
+    /// has its driver's log kept by gc before gc deletes the driver pod.
+    #[tokio::test]
+    async fn gc_keeps_the_driver_log_of_a_killed_run_before_the_driver_pod_goes() {
+        let (mut child, run, pod) =
+            a_run_with_a_printing_driver("the driver outlived kubesu").await;
+        kill(Pid::from_raw(kubesu_pid(&child)), Signal::SIGKILL).expect("kill kubesu");
+        let _ = child.wait();
+        let gc = output(&mut root_kubesu(&["gc", "--json"]));
+        assert_eq!(gc.status.code(), Some(0), "{}", stderr(&gc));
+        let report: serde_json::Value = serde_json::from_slice(&gc.stdout)
+            .unwrap_or_else(|e| panic!("gc --json: {e}: {}", stdout(&gc)));
+        let kept = format!("{DRIVER_LOGS}/{run}.log");
+        assert!(
+            report["driver_logs_kept"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|p| p == &kept)),
+            "gc names the kept log: {report}"
+        );
+        assert_driver_log_file(&run, &["the driver outlived kubesu"]);
+        assert!(pod_is_going(&pod).await, "the driver pod {pod} goes");
+    }
+
     /// The end record names the driver's log, kept where the example config
     /// says ([spark] driver_logs): a root-owned file named by the run,
     /// holding what the driver printed (`says`), readable by the end user
     /// (alice) and the platform that called (kubesu-svc), and by no other
     /// user (bob).
     fn assert_driver_log_kept(record: &serde_json::Value, says: &[&str]) {
-        use std::os::unix::fs::MetadataExt;
-        use std::os::unix::process::CommandExt;
         let run = record_str(record, "run");
-        let expected = format!("{DRIVER_LOGS}/{run}.log");
         assert_eq!(
             record["driver_logs"],
-            serde_json::json!([expected]),
+            serde_json::json!([format!("{DRIVER_LOGS}/{run}.log")]),
             "the end record lists the kept driver log: {record}"
         );
+        assert_driver_log_file(&run, says);
+    }
+
+    /// The kept log of `run`'s one driver: root's, holding `says`, read by
+    /// alice and the platform's user, not by bob.
+    fn assert_driver_log_file(run: &str, says: &[&str]) {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::process::CommandExt;
+        let expected = format!("{DRIVER_LOGS}/{run}.log");
         let meta = std::fs::symlink_metadata(&expected)
             .unwrap_or_else(|e| panic!("driver log {expected}: {e}"));
         assert!(meta.is_file(), "{expected} is a regular file");

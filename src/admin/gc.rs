@@ -4,12 +4,16 @@
 //! a run with no live lease goes too: Spark's leftovers, RoleBindings, per-run
 //! namespaces, run directories; and with a dead lease, the pods that run as
 //! its ServiceAccount, labelled or not (before 1.30 nothing makes a run
-//! label its pods). Live runs are never touched; running it twice,
-//! or beside itself, or beside runs, is safe. Kept driver logs go when they
-//! are older than [spark] driver_log_retention.
+//! label its pods). A dead lease's drivers' logs are kept first ([spark]
+//! driver_logs), as its run's own revocation would have kept them. On this
+//! host, the cgroups of runs whose kubesu died go too, with every process
+//! the command left in them. Live
+//! runs are never touched; running it twice, or beside itself, or beside
+//! runs, is safe. Kept driver logs go when they are older than [spark]
+//! driver_log_retention.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,14 +23,22 @@ use serde_json::json;
 use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience};
 use crate::cli::GcArgs;
+use crate::cluster::lease::Holder;
 use crate::cluster::leftovers::{self, Kind};
 use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
+use crate::policy::config::Config;
+use crate::policy::identity::{RunId, RunIdentity};
+use crate::run::driver_logs::Keeping;
 use crate::run::{driver_logs, handover, runtime_dir};
+use crate::sys::cgroup;
 
 /// Deletions in flight at once: bounded, so a backlog of thousands of
 /// leases does not flood the API server.
 const CONCURRENCY: usize = 16;
+/// A run's cgroup younger than this is never taken for abandoned: its
+/// kubesu locks it a moment after making it.
+const CGROUP_GRACE: Duration = Duration::from_secs(10);
 
 /// What gc removes, one object or set of objects each.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,6 +60,10 @@ enum Garbage {
         name: String,
     },
     RunDirectory {
+        path: String,
+    },
+    /// A run's cgroup whose kubesu is gone, and what is left in it.
+    RunCgroup {
         path: String,
     },
     DriverLog {
@@ -74,14 +90,23 @@ pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
         driver_logs: session.config.spark.driver_logs.as_deref(),
     };
     let grace = session.config.cluster.request_timeout * 3;
-    let mut actions = session
+    let Found {
+        mut actions,
+        dead_leases,
+    } = session
         .runtime
         .block_on(find(&session.cluster, &places, grace))?;
     if let Some(dir) = places.driver_logs {
         let retention = session.config.spark.driver_log_retention;
         actions.extend(old_driver_logs(dir, retention)?);
     }
+    let mut kept = Vec::new();
     if !args.dry_run {
+        kept = session.runtime.block_on(keep_driver_logs(
+            &session.cluster,
+            &session.config,
+            &dead_leases,
+        ));
         actions = session
             .runtime
             .block_on(remove(&session.cluster, &places, actions));
@@ -90,9 +115,17 @@ pub fn gc(config_path: Option<&Path>, args: &GcArgs) -> Result<i32> {
     if args.output.json {
         out!(
             "{}",
-            json!({ "dry_run": args.dry_run, "ok": failed == 0, "actions": actions })
+            json!({
+                "dry_run": args.dry_run,
+                "ok": failed == 0,
+                "actions": actions,
+                "driver_logs_kept": kept,
+            })
         );
     } else {
+        for path in &kept {
+            out!("kept driver log {}", path.display());
+        }
         for action in &actions {
             print_action(action, args.dry_run);
         }
@@ -118,6 +151,7 @@ fn print_action(action: &Action, dry_run: bool) {
         Garbage::RoleBinding { namespace, name } => format!("RoleBinding {namespace}/{name}"),
         Garbage::Namespace { name } => format!("per-run namespace {name}"),
         Garbage::RunDirectory { path } => format!("run directory {path}"),
+        Garbage::RunCgroup { path } => format!("cgroup {path} with any process left in it"),
         Garbage::DriverLog { path } => format!("driver log {path}"),
     };
     let verb = if dry_run { "would remove" } else { "removed" };
@@ -130,11 +164,18 @@ fn print_action(action: &Action, dry_run: bool) {
     }
 }
 
+/// What gc found to remove, and the dead leases among it, whose runs'
+/// drivers' logs are kept before any of their pods goes.
+struct Found {
+    actions: Vec<Action>,
+    dead_leases: Vec<(RunIdentity, Holder)>,
+}
+
 /// Everything a run creates after its lease is listed before the leases: a
 /// run that starts while gc runs has its lease in the later list, so none of
 /// its objects is taken for an orphan. Per-run namespaces come before the
 /// lease in a run, so young ones get a grace period instead.
-async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result<Vec<Action>> {
+async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result<Found> {
     let runtime_dir = places.runtime_dir;
     let (spark, namespaces, bindings) = tokio::join!(
         leftovers::list_all(cluster),
@@ -143,12 +184,18 @@ async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result
     );
     let (spark, namespaces, bindings) = (spark?, namespaces?, bindings?);
     let directories = runtime_dir::list_run_dirs(runtime_dir)?;
+    let cgroups = cgroup::abandoned(CGROUP_GRACE).map_err(|e| {
+        Failure::software(format!(
+            "cannot look for the cgroups of dead runs: {e}; run gc as root"
+        ))
+    })?;
     let leases = lease::list(cluster, None).await?;
 
     let here = Here::now();
     let mut actions = Vec::new();
     let mut live = BTreeSet::new();
     let mut dead_accounts = BTreeSet::new();
+    let mut dead_leases = Vec::new();
     for found in &leases {
         let state = liveness::judge(&found.holder, &here);
         if state.is_live() {
@@ -156,6 +203,15 @@ async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result
             continue;
         }
         dead_accounts.insert((found.namespace.clone(), found.service_account.clone()));
+        // A lease kubesu did not name has no drivers to find by its run.
+        if let Ok(run) = RunId::parse(&found.run) {
+            let identity = RunIdentity {
+                run,
+                namespace: found.namespace.clone(),
+                service_account: found.service_account.clone(),
+            };
+            dead_leases.push((identity, found.holder.clone()));
+        }
         actions.push(Action::new(
             Garbage::Lease {
                 namespace: found.namespace.clone(),
@@ -196,6 +252,17 @@ async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result
             ));
         }
     }
+    // No kubesu holds it, and (for a kubesu from before the lock) its run
+    // has no live lease.
+    for abandoned in cgroups.into_iter().filter(|c| orphan(&c.run)) {
+        actions.push(Action::new(
+            Garbage::RunCgroup {
+                path: abandoned.dir.display().to_string(),
+            },
+            &abandoned.run,
+            "its kubesu is gone",
+        ));
+    }
     for run in directories.iter().filter(|r| orphan(r.as_str())) {
         let path = runtime_dir.join(run.as_str()).display().to_string();
         actions.push(Action::new(
@@ -204,7 +271,36 @@ async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result
             "no live lease",
         ));
     }
-    Ok(actions)
+    Ok(Found {
+        actions,
+        dead_leases,
+    })
+}
+
+/// The drivers' logs of runs whose kubesu died before its revocation
+/// could keep them ([spark] driver_logs), several runs at a time; what
+/// cannot be kept is a warning, and gc goes on.
+async fn keep_driver_logs(
+    cluster: &Cluster,
+    config: &Config,
+    dead_leases: &[(RunIdentity, Holder)],
+) -> Vec<PathBuf> {
+    let kept: Vec<Option<driver_logs::Kept>> = futures::stream::iter(dead_leases)
+        .map(|(identity, holder)| async move {
+            let keeping = Keeping::after_the_fact(config, identity, holder)?;
+            Some(driver_logs::keep(cluster, &keeping).await)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut paths = Vec::new();
+    for run in kept.into_iter().flatten() {
+        for warning in &run.warnings {
+            err!("kubesu: gc: warning: {warning}");
+        }
+        paths.extend(run.paths);
+    }
+    paths
 }
 
 /// Where gc looks on this host, from the config.
@@ -274,8 +370,18 @@ async fn remove_one(cluster: &Cluster, places: &Places<'_>, action: &Action) -> 
             lease::delete_binding(cluster, namespace, name).await
         }
         Garbage::Namespace { name } => namespace::delete(cluster, name).await,
+        Garbage::RunCgroup { path } => {
+            // It waits (briefly) for the KILLed processes to be gone.
+            let dir = PathBuf::from(path);
+            let ended = tokio::task::spawn_blocking(move || cgroup::end_abandoned(&dir)).await;
+            match ended {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+            .map_err(|e| Failure::software(format!("cannot end and remove cgroup {path}: {e}")))
+        }
         Garbage::RunDirectory { .. } => {
-            let run = crate::policy::identity::RunId::parse(&action.run)?;
+            let run = RunId::parse(&action.run)?;
             handover::remove(places.runtime_dir, &run)
         }
         Garbage::DriverLog { path } => match (places.driver_logs, Path::new(path).file_name()) {

@@ -1,7 +1,8 @@
 //! `kubesu revoke RUN_ID | --user U [--end]`: end live runs' credentials
 //! now, from another terminal or the platform. The runs' commands keep
 //! running without credentials, unless `--end` asks their supervising
-//! kubesu (on this host) to end them too.
+//! kubesu (on this host) to end them too. Their drivers' logs are kept
+//! first ([spark] driver_logs), as a run's own revocation keeps them.
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use crate::policy::identity::{RunId, RunIdentity};
 use crate::policy::labels::{RUN_LABEL, USER_LABEL};
 use crate::policy::naming;
 use crate::run;
+use crate::run::driver_logs::Keeping;
 use crate::run::revoke::Grant;
 use crate::sys::process;
 use crate::sys::signals::END_RUN;
@@ -81,9 +83,6 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
             }
             continue;
         };
-        if args.end {
-            end_command(&lease.holder, &lease.run);
-        }
         // A per-run namespace is named from its run: deleting it is revoking.
         let per_run = session.runtime.block_on(namespace::is_run_namespace(
             cluster,
@@ -98,10 +97,26 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
             },
             per_run_namespace: per_run,
         };
-        match session
-            .runtime
-            .block_on(run::revoke::revoke(cluster, &grant, deadline))
-        {
+        // An administrator ending a job does not erase why it failed: the
+        // drivers' logs are kept as the run's own revocation keeps them.
+        let keeping = Keeping::after_the_fact(&session.config, &grant.identity, &lease.holder);
+        let (revoked, kept) = session.runtime.block_on(run::revoke::revoke_keeping(
+            cluster,
+            &grant,
+            deadline,
+            keeping.as_ref(),
+        ));
+        for path in &kept.paths {
+            out!(
+                "kept the driver log of run {} in {}",
+                lease.run,
+                path.display()
+            );
+        }
+        for warning in &kept.warnings {
+            err!("kubesu: warning: {warning}");
+        }
+        match revoked {
             Ok(()) => out!(
                 "revoked run {} of user {} in namespace {}",
                 lease.run,
@@ -112,6 +127,12 @@ pub fn revoke(config_path: Option<&Path>, args: &RevokeArgs) -> Result<i32> {
                 err!("kubesu: {e}");
                 failures.push(e);
             }
+        }
+        // After revoking: the run's own revocation, which follows the end
+        // of its command, must not delete its drivers before their logs
+        // are kept here.
+        if args.end {
+            end_command(&lease.holder, &lease.run);
         }
     }
     match failures.into_iter().next() {

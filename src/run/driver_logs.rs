@@ -24,9 +24,12 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 use nix::unistd::Uid;
 
+use crate::cluster::lease::Holder;
 use crate::cluster::{Cluster, leftovers};
 use crate::failure::{Code, Context, Failure, Result};
+use crate::policy::config::Config;
 use crate::policy::identity::{RunId, RunIdentity};
+use crate::sys::account;
 use crate::sys::fs::{self, RootDir};
 
 /// The directory of kept logs: users may search it to open their own log
@@ -56,6 +59,40 @@ pub struct Keeping<'a> {
     pub readers: Vec<Uid>,
     /// The most all of it may take: revocation waits for it.
     pub limit: Duration,
+}
+
+impl<'a> Keeping<'a> {
+    /// For the run's own revocation: the logs where [spark] driver_logs
+    /// says (or only the drivers' status), within half the revocation
+    /// deadline so that deleting has the rest.
+    pub fn of(config: &'a Config, identity: &'a RunIdentity, readers: Vec<Uid>) -> Keeping<'a> {
+        Keeping {
+            dir: config.spark.driver_logs.as_deref(),
+            max_bytes: config.spark.driver_log_max,
+            identity,
+            readers,
+            limit: config.cluster.revoke_timeout / 2,
+        }
+    }
+
+    /// For a revocation from outside the run (`kubesu revoke`, gc): the
+    /// logs alone (the status has nobody to go to), read by the lease's
+    /// user and caller as this host names them. None without [spark]
+    /// driver_logs.
+    pub fn after_the_fact(
+        config: &'a Config,
+        identity: &'a RunIdentity,
+        holder: &Holder,
+    ) -> Option<Keeping<'a>> {
+        config.spark.driver_logs.as_ref()?;
+        let mut readers: Vec<Uid> = [&holder.user, &holder.caller]
+            .into_iter()
+            .filter_map(|name| account::user_id(name))
+            .filter(|uid| !uid.is_root())
+            .collect();
+        readers.dedup();
+        Some(Keeping::of(config, identity, readers))
+    }
 }
 
 /// The logs kept, and why some were not, for the run's end record.

@@ -192,19 +192,12 @@ pub fn run(config_path: Option<&Path>, target: &Target, program: Program<'_>) ->
     // Whatever happened since prepare: revoke, reading the drivers' status
     // and keeping their logs before their pods go.
     let keeping = driver_log_keeping(&config, &who, &prepared.grant);
-    let (grant, deadline) = (&prepared.grant, config.cluster.revoke_timeout);
-    let (revoked, kept) = runtime.block_on(async {
-        match &keeping {
-            Some(keeping) => {
-                let logs = driver_logs::keep(&cluster, keeping);
-                revoke::revoke_after(&cluster, grant, deadline, logs).await
-            }
-            None => (
-                revoke::revoke(&cluster, grant, deadline).await,
-                driver_logs::Kept::default(),
-            ),
-        }
-    });
+    let (revoked, kept) = runtime.block_on(revoke::revoke_keeping(
+        &cluster,
+        &prepared.grant,
+        config.cluster.revoke_timeout,
+        keeping.as_ref(),
+    ));
     let removed = handover::remove(&config.runtime.dir, &plan.identity.run);
     clock.done("revoke");
 
@@ -325,8 +318,7 @@ fn hand_over(
 /// What revocation reads and keeps of a spark-submit's driver pods: their
 /// status always (a failed driver must not look like a success), their logs
 /// if [spark] driver_logs is set, readable by the end user and by the
-/// service user that called (root reads anyway); within half the
-/// revocation deadline so that deleting has the rest.
+/// service user that called (root reads anyway).
 fn driver_log_keeping<'a>(
     config: &'a Config,
     who: &Authorized<'_>,
@@ -339,13 +331,7 @@ fn driver_log_keeping<'a>(
     if who.caller.uid != 0 {
         readers.push(nix::unistd::Uid::from_raw(who.caller.uid));
     }
-    Some(driver_logs::Keeping {
-        dir: config.spark.driver_logs.as_deref(),
-        max_bytes: config.spark.driver_log_max,
-        identity: &grant.identity,
-        readers,
-        limit: config.cluster.revoke_timeout / 2,
-    })
+    Some(driver_logs::Keeping::of(config, &grant.identity, readers))
 }
 
 /// `--dry-run`: what the run would create and start, as JSON on stdout.

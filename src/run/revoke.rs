@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::{Cluster, lease, leftovers, namespace};
 use crate::failure::{Code, Failure, Result};
 use crate::policy::identity::RunIdentity;
+use crate::run::driver_logs::{self, Keeping, Kept};
 
 /// What a run created in the cluster.
 #[derive(Debug, Clone)]
@@ -24,11 +25,32 @@ pub async fn revoke(cluster: &Cluster, grant: &Grant, deadline: Duration) -> Res
     retry(cluster, grant, deadline, Instant::now(), true).await
 }
 
+/// `revoke`, keeping the drivers' logs first when `keeping` says so.
+pub async fn revoke_keeping(
+    cluster: &Cluster,
+    grant: &Grant,
+    deadline: Duration,
+    keeping: Option<&Keeping<'_>>,
+) -> (Result<()>, Kept) {
+    match keeping {
+        Some(keeping) => {
+            revoke_after(
+                cluster,
+                grant,
+                deadline,
+                driver_logs::keep(cluster, keeping),
+            )
+            .await
+        }
+        None => (revoke(cluster, grant, deadline).await, Kept::default()),
+    }
+}
+
 /// `revoke`, with `first` done before any pod or per-run namespace of the
 /// run is deleted (the drivers' logs are read then), while the lease (the
 /// token) already goes. `first` must bound its own time: it counts in the
 /// deadline.
-pub async fn revoke_after<T>(
+async fn revoke_after<T>(
     cluster: &Cluster,
     grant: &Grant,
     deadline: Duration,

@@ -56,6 +56,11 @@ pub fn group_id(name: &str) -> Result<Option<Gid>> {
         })
 }
 
+/// A user's id by name, where this host has such a user.
+pub fn user_id(name: &str) -> Option<Uid> {
+    User::from_name(name).ok().flatten().map(|u| u.uid)
+}
+
 /// A user's name by uid (for the caller, as recorded by sudo).
 pub fn user_name(uid: Uid) -> Option<String> {
     User::from_uid(uid).ok().flatten().map(|u| u.name)

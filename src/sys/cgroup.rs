@@ -6,15 +6,31 @@
 //! root's cgroup files). Ending the tree is then one write to `cgroup.kill`,
 //! and "the tree is gone" is the kernel's `populated 0`: zombies nobody
 //! reaps do not count.
+//!
+//! The supervising kubesu holds an exclusive lock on the cgroup's
+//! `cgroup.kill` (root's, mode 0200: nobody else can open it to take the
+//! lock) for as long as it lives. The kernel drops the lock when kubesu
+//! dies, however it dies: that is how `kubesu gc` knows a run's cgroup,
+//! and what its command left in it, is abandoned.
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
+
+/// A run's cgroup is `kubesu-<run>`.
+const PREFIX: &str = "kubesu-";
+/// How deep `abandoned` looks below the mount: kubesu's own cgroup is a
+/// service's, a session's or a container's, never this deep.
+const MAX_DEPTH: usize = 16;
+/// How long `end_abandoned` waits for KILLed processes to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Cgroup {
     /// Where the cgroup v2 file system is mounted.
@@ -23,6 +39,8 @@ pub struct Cgroup {
     path: String,
     /// `cgroup.procs`, opened before the fork: the child writes "0" to it.
     procs: File,
+    /// `cgroup.kill`, locked for kubesu's life (Linux 5.14; None before).
+    kill: Option<Flock<File>>,
 }
 
 impl Cgroup {
@@ -34,14 +52,20 @@ impl Cgroup {
             return Ok(None);
         };
         let own = own_cgroup()?;
-        let path = format!("{}/kubesu-{run}", own.trim_end_matches('/'));
+        let path = format!("{}/{PREFIX}{run}", own.trim_end_matches('/'));
         let dir = mount.join(path.trim_start_matches('/'));
         std::fs::DirBuilder::new().mode(0o755).create(&dir)?;
-        let procs = std::fs::OpenOptions::new()
+        let opened = std::fs::OpenOptions::new()
             .write(true)
-            .open(dir.join("cgroup.procs"));
-        match procs {
-            Ok(procs) => Ok(Some(Cgroup { mount, path, procs })),
+            .open(dir.join("cgroup.procs"))
+            .and_then(|procs| Ok((procs, supervise(&dir)?)));
+        match opened {
+            Ok((procs, kill)) => Ok(Some(Cgroup {
+                mount,
+                path,
+                procs,
+                kill,
+            })),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
                 Err(e)
@@ -61,10 +85,7 @@ impl Cgroup {
 
     /// Whether a live process is left in it.
     pub fn populated(&self) -> bool {
-        std::fs::read_to_string(self.dir().join("cgroup.events"))
-            .map(|events| events.lines().any(|l| l == "populated 1"))
-            // Unreadable: assume the worst, the caller's wait is bounded.
-            .unwrap_or(true)
+        populated(&self.dir())
     }
 
     /// The pids in it now.
@@ -92,10 +113,10 @@ impl Cgroup {
     /// KILL everything in it at once (`cgroup.kill`, Linux 5.14); before
     /// that, member by member.
     pub fn kill(&self) {
-        let killed = std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.dir().join("cgroup.kill"))
-            .and_then(|mut f| f.write_all(b"1"));
+        let killed = match &self.kill {
+            Some(kill) => (&**kill).write_all(b"1"),
+            None => Err(io::ErrorKind::Unsupported.into()),
+        };
         if killed.is_err() {
             self.signal(Signal::SIGKILL);
         }
@@ -111,6 +132,106 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(self.dir());
     }
+}
+
+/// Lock the new cgroup's `cgroup.kill` for the supervisor's life; None
+/// where the kernel has none (before 5.14: gc then never takes the cgroup
+/// for abandoned). Waits only while a gc holds it for a moment.
+fn supervise(dir: &Path) -> io::Result<Option<Flock<File>>> {
+    let kill = match std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+    {
+        Ok(kill) => kill,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Flock::lock(kill, FlockArg::LockExclusive)
+        .map(Some)
+        .map_err(|(_, e)| e.into())
+}
+
+fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|events| events.lines().any(|l| l == "populated 1"))
+        // Unreadable: assume the worst, the caller's wait is bounded.
+        .unwrap_or(true)
+}
+
+/// A run's cgroup whose kubesu is gone (killed, or crashed), with whatever
+/// the command's tree left in it.
+#[derive(Debug)]
+pub struct Abandoned {
+    pub run: String,
+    pub dir: PathBuf,
+}
+
+/// Every run cgroup on this host that no kubesu supervises and that is
+/// older than `grace` (kubesu locks its cgroup a moment after creating
+/// it), wherever the kubesu that made it ran: beside its own cgroup.
+pub fn abandoned(grace: Duration) -> io::Result<Vec<Abandoned>> {
+    let Some(mount) = cgroup2_mount()? else {
+        return Ok(Vec::new());
+    };
+    let mut found = Vec::new();
+    let mut below = vec![(mount, 0)];
+    while let Some((dir, depth)) = below.pop() {
+        // A cgroup removed meanwhile has nothing below it.
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            match entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+            {
+                Some(run) if unsupervised(&path, grace) => found.push(Abandoned {
+                    run: run.to_string(),
+                    dir: path,
+                }),
+                Some(_) => {}
+                None if depth < MAX_DEPTH => below.push((path, depth + 1)),
+                None => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn unsupervised(dir: &Path, grace: Duration) -> bool {
+    let old_enough = std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .is_ok_and(|made| made.elapsed().is_ok_and(|age| age >= grace));
+    old_enough
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.kill"))
+            .is_ok_and(|kill| Flock::lock(kill, FlockArg::LockExclusiveNonblock).is_ok())
+}
+
+/// End what is left in an abandoned run cgroup (`cgroup.kill`, under the
+/// lock, so never a cgroup a kubesu supervises) and remove it.
+pub fn end_abandoned(dir: &Path) -> io::Result<()> {
+    let kill = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))?;
+    let kill = Flock::lock(kill, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("a kubesu supervises it again ({e})"),
+        )
+    })?;
+    (&*kill).write_all(b"1")?;
+    let started = Instant::now();
+    while populated(dir) && started.elapsed() < KILL_WAIT {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_dir(dir)
 }
 
 /// The mount point of the cgroup v2 hierarchy: /sys/fs/cgroup on current
