@@ -30,12 +30,15 @@ pub enum Mode {
     /// the shell exits.
     Shell(ShellArgs),
     /// Remove what crashed runs left behind: expired or ownerless leases,
-    /// Spark leftovers, per-run namespaces, stale run directories; and kept
-    /// driver logs past their retention. For cron.
+    /// Spark leftovers, per-run namespaces, stale run directories (keeping
+    /// their drivers' logs first), the cgroups of runs whose kubesu died
+    /// and what is left in them; and kept driver logs past their
+    /// retention. For cron.
     Gc(GcArgs),
     /// List live leases: user, namespace, age, expiry, host, pid.
     List(OutputArgs),
-    /// Revoke a run's credentials now, by run id or for every run of a user.
+    /// Revoke a run's credentials now, by run id or for every run of a user
+    /// (keeping their drivers' logs first).
     Revoke(RevokeArgs),
     /// Check the configuration, file modes, the cluster and kubesu's own
     /// permissions; exit 0 only when everything holds.
