@@ -39,6 +39,11 @@ fn mentions(actions: &[serde_json::Value], run: &str) -> bool {
 
 /// A run for bob that prints its run id and then sleeps.
 fn start_sleeping_run() -> (Child, String) {
+    start_bobs_run("exec sleep 60")
+}
+
+/// A run for bob that prints its run id, then runs `script`.
+fn start_bobs_run(script: &str) -> (Child, String) {
     let (child, run) = start_and_read_first_line(&mut sudo_kubesu(&[
         "run",
         "--user",
@@ -46,7 +51,7 @@ fn start_sleeping_run() -> (Child, String) {
         "--",
         SH,
         "-c",
-        "echo $KUBESU_RUN_ID; exec sleep 60",
+        &format!("echo $KUBESU_RUN_ID; {script}"),
     ]));
     assert_eq!(run.len(), 16, "no run id printed: {run:?}");
     (child, run)
@@ -225,15 +230,7 @@ async fn gc_ends_what_a_killed_supervisor_left_in_its_cgroup_and_leaves_live_run
     let revoked = output(&mut root_kubesu(&["revoke", &live_run]));
     assert_eq!(revoked.status.code(), Some(0), "{}", stderr(&revoked));
 
-    let (killed, run) = start_and_read_first_line(&mut sudo_kubesu(&[
-        "run",
-        "--user",
-        "bob",
-        "--",
-        SH,
-        "-c",
-        "echo $KUBESU_RUN_ID; sleep 300 & wait",
-    ]));
+    let (killed, run) = start_bobs_run("sleep 300 & wait");
     let kubesu = kubesu_pid(&killed);
     let cgroup = run_cgroup(kubesu, &run);
     assert!(cgroup.is_dir(), "{} is the run's cgroup", cgroup.display());
