@@ -369,3 +369,26 @@ fn a_driver_log_directory_others_could_redirect_is_reported() {
     );
     assert!(!std::path::Path::new("/tmp/kubesu-check-driver-logs").exists());
 }
+
+/// A run cgroup a kubesu that died left behind is shown, as gc's work and
+/// not as a fault of the setup.
+#[test]
+fn run_cgroups_a_dead_kubesu_left_are_shown_as_gcs_work() {
+    let left = cgroup_of(std::process::id() as i32).join("kubesu-checkleftbehind");
+    std::fs::create_dir(&left).expect("a run cgroup");
+    // Older than the 10 s a new one gets before it counts as left.
+    let made = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    let aged = std::fs::File::open(&left).and_then(|d| d.set_modified(made));
+    let (status, report, err) = check_json(&[]);
+    std::fs::remove_dir(&left).expect("remove the run cgroup");
+    aged.expect("age the run cgroup");
+    assert_eq!(status, Some(0), "{report:#}{err}");
+    let tracking = row(&report, "process tracking");
+    assert_eq!(tracking["ok"], true, "{tracking}");
+    assert!(
+        tracking["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("left by a kubesu that died") && d.contains("kubesu gc")),
+        "{tracking}"
+    );
+}

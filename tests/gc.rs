@@ -192,25 +192,9 @@ async fn a_killed_supervisor_stops_its_command_and_gc_removes_its_lease() {
     assert!(!mentions(&gc_actions(&gc(&[])), &run));
 }
 
-/// Where a run's cgroup is: beside (below) its kubesu's own, on the
-/// cgroup v2 mount.
+/// Where a run's cgroup is: beside (below) its kubesu's own.
 fn run_cgroup(kubesu: i32, run: &str) -> std::path::PathBuf {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let mount = mountinfo
-        .lines()
-        .find_map(|l| {
-            let (fields, tail) = l.split_once(" - ")?;
-            (tail.split_whitespace().next()? == "cgroup2")
-                .then(|| fields.split_whitespace().nth(4))?
-        })
-        .expect("a cgroup v2 mount (the bed's kubelet needs one)");
-    let own = std::fs::read_to_string(format!("/proc/{kubesu}/cgroup")).expect("cgroup");
-    let own = own
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .expect("0::");
-    std::path::Path::new(mount)
-        .join(format!("{}/kubesu-{run}", own.trim_matches('/')).trim_start_matches('/'))
+    cgroup_of(kubesu).join(format!("kubesu-{run}"))
 }
 
 fn alive(pid: i32) -> bool {

@@ -36,9 +36,6 @@ use crate::sys::cgroup;
 /// Deletions in flight at once: bounded, so a backlog of thousands of
 /// leases does not flood the API server.
 const CONCURRENCY: usize = 16;
-/// A run's cgroup younger than this is never taken for abandoned: its
-/// kubesu locks it a moment after making it.
-const CGROUP_GRACE: Duration = Duration::from_secs(10);
 
 /// What gc removes, one object or set of objects each.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -184,7 +181,7 @@ async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result
     );
     let (spark, namespaces, bindings) = (spark?, namespaces?, bindings?);
     let directories = runtime_dir::list_run_dirs(runtime_dir)?;
-    let cgroups = cgroup::abandoned(CGROUP_GRACE).map_err(|e| {
+    let cgroups = cgroup::abandoned().map_err(|e| {
         Failure::software(format!(
             "cannot look for the cgroups of dead runs: {e}; run gc as root"
         ))

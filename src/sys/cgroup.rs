@@ -29,6 +29,9 @@ const PREFIX: &str = "kubesu-";
 /// How deep `abandoned` looks below the mount: kubesu's own cgroup is a
 /// service's, a session's or a container's, never this deep.
 const MAX_DEPTH: usize = 16;
+/// A run's cgroup younger than this is never taken for abandoned: its
+/// kubesu locks it a moment after making it.
+const ABANDONED_AFTER: Duration = Duration::from_secs(10);
 /// How long `end_abandoned` waits for KILLed processes to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -167,9 +170,9 @@ pub struct Abandoned {
 }
 
 /// Every run cgroup on this host that no kubesu supervises and that is
-/// older than `grace` (kubesu locks its cgroup a moment after creating
-/// it), wherever the kubesu that made it ran: beside its own cgroup.
-pub fn abandoned(grace: Duration) -> io::Result<Vec<Abandoned>> {
+/// older than `ABANDONED_AFTER`, wherever the kubesu that made it ran:
+/// beside its own cgroup.
+pub fn abandoned() -> io::Result<Vec<Abandoned>> {
     let Some(mount) = cgroup2_mount()? else {
         return Ok(Vec::new());
     };
@@ -190,7 +193,7 @@ pub fn abandoned(grace: Duration) -> io::Result<Vec<Abandoned>> {
                 .to_str()
                 .and_then(|n| n.strip_prefix(PREFIX))
             {
-                Some(run) if unsupervised(&path, grace) => found.push(Abandoned {
+                Some(run) if unsupervised(&path) => found.push(Abandoned {
                     run: run.to_string(),
                     dir: path,
                 }),
@@ -203,10 +206,10 @@ pub fn abandoned(grace: Duration) -> io::Result<Vec<Abandoned>> {
     Ok(found)
 }
 
-fn unsupervised(dir: &Path, grace: Duration) -> bool {
+fn unsupervised(dir: &Path) -> bool {
     let old_enough = std::fs::metadata(dir)
         .and_then(|m| m.modified())
-        .is_ok_and(|made| made.elapsed().is_ok_and(|age| age >= grace));
+        .is_ok_and(|made| made.elapsed().is_ok_and(|age| age >= ABANDONED_AFTER));
     old_enough
         && std::fs::OpenOptions::new()
             .write(true)

@@ -279,3 +279,22 @@ pub fn kubesu_pid(sudo: &std::process::Child) -> i32 {
         .parse()
         .expect("pid")
 }
+
+/// The cgroup v2 directory process `pid` is in.
+pub fn cgroup_of(pid: i32) -> std::path::PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let mount = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (fields, tail) = l.split_once(" - ")?;
+            (tail.split_whitespace().next()? == "cgroup2")
+                .then(|| fields.split_whitespace().nth(4))?
+        })
+        .expect("a cgroup v2 mount (the bed's kubelet needs one)");
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("0::");
+    std::path::Path::new(mount).join(own.trim_start_matches('/'))
+}

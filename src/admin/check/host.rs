@@ -10,7 +10,7 @@ use super::report::Report;
 use crate::failure::{Code, Context, Failure, Result};
 use crate::policy::config::Config;
 use crate::run::runtime_dir;
-use crate::sys::cgroup::Cgroup;
+use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::fs;
 
 const VISUDO: &str = "/usr/sbin/visudo";
@@ -113,10 +113,19 @@ pub fn process_tracking() -> Result<String> {
                     dir.display()
                 ))
             })?;
-            Ok(format!(
+            let mut detail = format!(
                 "each run's processes are held by a cgroup of its own, beside kubesu's ({})",
                 dir.parent().unwrap_or(&dir).display()
-            ))
+            );
+            // Not a fault of the setup: gc's work, shown so it is seen.
+            let abandoned = cgroup::abandoned().map_or(0, |a| a.len());
+            if abandoned > 0 {
+                detail.push_str(&format!(
+                    "; {abandoned} run cgroups were left by a kubesu that died: `kubesu gc` ends \
+                     what is in them and removes them"
+                ));
+            }
+            Ok(detail)
         }
         Ok(None) => Ok(
             "no cgroup v2 hierarchy: each run's processes are held by their process \
