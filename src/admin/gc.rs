@@ -24,7 +24,7 @@ use crate::admin::liveness::{self, Here};
 use crate::admin::{self, Audience};
 use crate::cli::GcArgs;
 use crate::cluster::lease::Holder;
-use crate::cluster::leftovers::{self, Kind};
+use crate::cluster::leftovers::{self, Kind, Leftover};
 use crate::cluster::{Cluster, lease, namespace};
 use crate::failure::{Failure, Result};
 use crate::policy::config::Config;
@@ -200,8 +200,14 @@ async fn find(cluster: &Cluster, places: &Places<'_>, grace: Duration) -> Result
             continue;
         }
         dead_accounts.insert((found.namespace.clone(), found.service_account.clone()));
-        // A lease kubesu did not name has no drivers to find by its run.
-        if let Ok(run) = RunId::parse(&found.run) {
+        // Drivers carry the run's label: a run with no labelled pod in the
+        // listing above has none, and costs no further call.
+        let has_pods = spark.contains(&Leftover {
+            kind: Kind::Pod,
+            namespace: found.namespace.clone(),
+            run: found.run.clone(),
+        });
+        if has_pods && let Ok(run) = RunId::parse(&found.run) {
             let identity = RunIdentity {
                 run,
                 namespace: found.namespace.clone(),

@@ -89,7 +89,7 @@ enum How {
 pub struct Sink {
     fd: OwnedFd,
     how: How,
-    /// kubesu's stderr (alone or shared with stdout): what `start_own_line`
+    /// kubesu's stderr (alone or shared with stdout): what `own_line`
     /// looks after.
     stderr: bool,
 }
@@ -223,7 +223,7 @@ pub enum Spliced {
 impl Sink {
     /// Whether `splice_from` can serve: a pipe (of kubesu's own
     /// description, so non-blocking) whose bytes kubesu need not see. On
-    /// stderr kubesu must know the last byte (`start_own_line`).
+    /// stderr kubesu must know the last byte (`own_line`).
     pub fn splices(&self) -> bool {
         self.how == How::Pipe && !self.stderr
     }
